@@ -1,0 +1,3 @@
+from lftutor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,196 @@
+r"""Training a flow by minimising the reverse KL divergence (arXiv:2101.08176, sec. 4).
+
+The loop returns a :class:`History` and reports to callbacks; live plots and progress bars are
+callbacks (see :mod:`lftutor.live`), not code inside the loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from lftutor._checks import check_positive_int
+from lftutor.metrics import acceptance_rate, ess, log_weights, reverse_kl
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the message names the step."""
+
+
+@dataclass
+class History:
+    """Per-step record of a training run (lists of equal length, one entry per step).
+
+    Attributes:
+        step: global step number (continues across calls that pass the same history).
+        loss: reverse-KL loss of the batch.
+        ess: ESS of the batch (``nan`` on steps where it was not computed).
+        logw_mean, logw_std: mean and standard deviation of the batch's log-weights.
+        seconds: wall time since the start of this call to :func:`train`.
+        lr: learning rate used for the step.
+    """
+
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    ess: list[float] = field(default_factory=list)
+    logw_mean: list[float] = field(default_factory=list)
+    logw_std: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def as_dict(self) -> dict[str, list]:
+        return asdict(self)
+
+
+class Callback:
+    """Base class for training callbacks; override what you need. All return ``None``."""
+
+    def on_train_begin(self, history: History) -> None: ...
+
+    def on_step(self, history: History) -> None: ...
+
+    def on_train_end(self, history: History) -> None: ...
+
+
+def _as_callback(cb) -> Callback:
+    if isinstance(cb, Callback):
+        return cb
+    if callable(cb):  # a plain function is called after every step
+        wrapper = Callback()
+        wrapper.on_step = cb  # type: ignore[method-assign]
+        return wrapper
+    raise ValueError(f"expected a Callback or a callable(history), got {type(cb).__name__}")
+
+
+def cosine_schedule(progress: float) -> float:
+    """Learning-rate factor that decays from 1 to 0.05 along a half cosine, ``progress`` in [0, 1]."""
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | None = None,
+          time_budget: float | None = None, batch_size: int = 64, lr: float = 1e-3,
+          optimizer: torch.optim.Optimizer | None = None,
+          lr_schedule: Callable[[float], float] | None = None, ess_every: int = 1,
+          callbacks: Iterable = (), history: History | None = None) -> History:
+    r"""Train ``flow`` on the target :math:`p\propto e^{-S}` by reverse KL with Adam.
+
+    Each step draws ``batch_size`` samples :math:`\phi\sim q`, computes
+    :math:`\mathcal L = \frac1N\sum_i[\log q(\phi_i) + S(\phi_i)]` and takes one optimiser step.
+
+    Args:
+        flow: a :class:`lftutor.Flow` (anything with ``sample(n) -> (phi, log_q)``).
+        action: ``S``, maps ``(batch, *L)`` to ``(batch,)``.
+        steps: number of optimiser steps; and/or
+        time_budget: wall-time budget in seconds (training stops at the first step that ends
+            after it). At least one of the two is required; with both, the first reached wins.
+        batch_size: samples per step.
+        lr: base learning rate for Adam (ignored when ``optimizer`` is given).
+        lr_schedule: factor applied to the base rate as a function of progress in [0, 1]
+            (fraction of steps or of the time budget), e.g. :func:`cosine_schedule`.
+        ess_every: compute the batch ESS every this many steps (it costs a little).
+        callbacks: :class:`Callback` objects or plain ``f(history)`` functions.
+        history: continue an earlier run's history (steps keep counting).
+
+    Returns:
+        The :class:`History`.
+
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite (names the step).
+    """
+    if steps is None and time_budget is None:
+        raise ValueError("expected steps=N or time_budget=SECONDS (or both), got neither")
+    if steps is not None:
+        check_positive_int(steps, name="steps")
+    if time_budget is not None and not (isinstance(time_budget, (int, float)) and time_budget > 0):
+        raise ValueError(f"expected a positive time_budget in seconds, got {time_budget!r}")
+    check_positive_int(batch_size, name="batch_size")
+    check_positive_int(ess_every, name="ess_every")
+    callbacks = [_as_callback(cb) for cb in callbacks]
+    history = History() if history is None else history
+    if optimizer is None:
+        optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    first_step = history.step[-1] + 1 if history.step else 0
+
+    flow.train()
+    for cb in callbacks:
+        cb.on_train_begin(history)
+    start = time.perf_counter()
+    i = 0
+    while True:
+        elapsed = time.perf_counter() - start
+        progress = max(i / steps if steps else 0.0,
+                       elapsed / time_budget if time_budget else 0.0)
+        if (steps is not None and i >= steps) or (time_budget is not None and elapsed >= time_budget):
+            break
+        factor = lr_schedule(progress) if lr_schedule is not None else 1.0
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * factor
+
+        phi, log_q = flow.sample(batch_size)
+        log_p = -action(phi)
+        loss = reverse_kl(log_p, log_q)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"the loss became {loss.item()} at step {first_step + i}: the flow produced "
+                "fields where q or S overflow. Lower the learning rate, use a final tanh in the "
+                "conditioners, or train in float64.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        with torch.no_grad():
+            lw = log_weights(log_p.detach(), log_q.detach())
+            history.step.append(first_step + i)
+            history.loss.append(loss.item())
+            history.ess.append(ess(log_p, log_q).item() if i % ess_every == 0 else float("nan"))
+            history.logw_mean.append(lw.mean().item())
+            history.logw_std.append(lw.std().item() if lw.numel() > 1 else 0.0)
+            history.seconds.append(time.perf_counter() - start)
+            history.lr.append(optimizer.param_groups[0]["lr"])
+        for cb in callbacks:
+            cb.on_step(history)
+        i += 1
+    for group, base in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = base
+    for cb in callbacks:
+        cb.on_train_end(history)
+    flow.eval()
+    return history
+
+
+@torch.no_grad()
+def evaluate(flow, action, *, n_samples: int = 8192, batch_size: int = 1024,
+             generator: torch.Generator | None = None) -> dict[str, float]:
+    """ESS, Metropolis acceptance, loss and log-weight statistics on fresh samples, without grad.
+
+    Returns:
+        ``{"ess", "acceptance", "loss", "logw_mean", "logw_std", "n_samples"}``.
+    """
+    check_positive_int(n_samples, name="n_samples")
+    check_positive_int(batch_size, name="batch_size")
+    log_p, log_q = [], []
+    remaining = n_samples
+    while remaining > 0:
+        phi, lq = flow.sample(min(batch_size, remaining))
+        log_p.append(-action(phi))
+        log_q.append(lq)
+        remaining -= phi.shape[0]
+    log_p = torch.cat(log_p).to(torch.float64)
+    log_q = torch.cat(log_q).to(torch.float64)
+    lw = log_weights(log_p, log_q)
+    return {
+        "ess": ess(log_p, log_q).item(),
+        "acceptance": acceptance_rate(log_p, log_q, generator=generator),
+        "loss": reverse_kl(log_p, log_q).item(),
+        "logw_mean": lw.mean().item(),
+        "logw_std": lw.std().item(),
+        "n_samples": n_samples,
+    }
