@@ -1,0 +1,27 @@
+"""nbgrader configuration of the lftutor course (run nbgrader commands from this folder)."""
+
+import os
+
+c = get_config()  # noqa: F821 - provided by nbgrader
+
+c.CourseDirectory.course_id = "lftutor"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "course"
+# Students' work, the gradebook and feedback stay out of git (see .gitignore).
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
+# Never ship text twins of notebooks (jupytext pairs would leak solutions into the release).
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "*.md"]
+
+# Kernels started by nbgrader inherit this process's environment: switch notebooks into
+# grading mode (short trainings) so that a notebook grades in seconds.
+os.environ.setdefault("LFTUTOR_GRADING", "1")
+
+# nbgrader 0.9 reads the per-cell timeout from Execute (ExecutePreprocessor.timeout is ignored).
+c.Execute.timeout = 120
+c.Execute.interrupt_on_timeout = True
+
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
