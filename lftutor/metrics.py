@@ -57,6 +57,9 @@ def ess(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
         A scalar tensor (no gradient).
     """
     lw = log_weights(log_p, log_q).detach()
+    # ESS is invariant under a shift of log w; shifting by the max keeps float32 precise when
+    # the log-weights are large (e.g. the unknown -log Z offset is in the thousands).
+    lw = lw - lw.max()
     n = lw.shape[0]
     return torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0) - math.log(n))
 

@@ -1,0 +1,110 @@
+import math
+
+import pytest
+import torch
+
+from lftutor import Flow, ScalarPhi4Action, SimpleNormal, make_phi4_affine_layers, train
+from lftutor.recipes import RECIPES, TUTORIAL, get_recipe
+from lftutor.train import Callback, TrainingDiverged, cosine_schedule, evaluate
+
+
+def _flow(shape=(4, 4)):
+    return Flow(SimpleNormal.standard(shape),
+                make_phi4_affine_layers(n_layers=4, lattice_shape=shape, hidden_sizes=[8], kernel_size=3))
+
+
+def test_training_lowers_the_loss_and_records_history():
+    torch.manual_seed(0)
+    flow = _flow()
+    action = ScalarPhi4Action(-4.0, 8.0)
+    before = evaluate(flow, action, n_samples=2048)
+    hist = train(flow, action, steps=150, batch_size=128, lr=3e-3)
+    after = evaluate(flow, action, n_samples=2048)
+    assert len(hist) == 150 and hist.step == list(range(150))
+    for key, values in hist.as_dict().items():
+        assert len(values) == 150, key
+    assert after["loss"] < before["loss"] - 1.0
+    assert after["ess"] > before["ess"]
+
+
+def test_callbacks_are_called_in_order():
+    calls = []
+
+    class Recorder(Callback):
+        def on_train_begin(self, history):
+            calls.append("begin")
+
+        def on_step(self, history):
+            calls.append(len(history))
+
+        def on_train_end(self, history):
+            calls.append("end")
+
+    train(_flow(), ScalarPhi4Action(-4, 8), steps=3, batch_size=8, callbacks=[Recorder(), lambda h: None])
+    assert calls == ["begin", 1, 2, 3, "end"]
+
+
+def test_history_continues_across_calls():
+    flow = _flow()
+    hist = train(flow, ScalarPhi4Action(-4, 8), steps=3, batch_size=8)
+    train(flow, ScalarPhi4Action(-4, 8), steps=2, batch_size=8, history=hist)
+    assert hist.step == [0, 1, 2, 3, 4]
+
+
+def test_time_budget_stops_training():
+    hist = train(_flow(), ScalarPhi4Action(-4, 8), time_budget=0.5, batch_size=8)
+    assert 0 < len(hist) and hist.seconds[-1] >= 0.5 and hist.seconds[-2] < 0.5
+
+
+def test_nan_loss_raises_with_the_step_number():
+    calls = []
+
+    def action(phi):  # good for steps 0, 1, 2, then NaN
+        calls.append(1)
+        s = ScalarPhi4Action(-4, 8)(phi)
+        return s * float("nan") if len(calls) > 3 else s
+
+    with pytest.raises(TrainingDiverged, match="at step 3"):
+        train(_flow(), action, steps=10, batch_size=8)
+
+
+def test_lr_schedule_is_applied():
+    hist = train(_flow(), ScalarPhi4Action(-4, 8), steps=10, batch_size=8, lr=1e-2,
+                 lr_schedule=cosine_schedule)
+    assert hist.lr[0] == pytest.approx(1e-2)
+    assert hist.lr[-1] < hist.lr[0] and all(a >= b for a, b in zip(hist.lr, hist.lr[1:]))
+    assert cosine_schedule(1.0) == pytest.approx(0.05) and cosine_schedule(0.0) == 1.0
+
+
+def test_ess_every_leaves_nans_between():
+    hist = train(_flow(), ScalarPhi4Action(-4, 8), steps=6, batch_size=8, ess_every=3)
+    assert [math.isnan(e) for e in hist.ess] == [False, True, True, False, True, True]
+
+
+def test_tutorial_recipe_is_faithful():
+    assert (TUTORIAL.n_layers, TUTORIAL.hidden_sizes, TUTORIAL.kernel_size, TUTORIAL.batch_size,
+            TUTORIAL.lr) == (16, (8, 8), 3, 64, 1e-3)
+    flow = TUTORIAL.build_flow((8, 8), dtype=torch.float64)
+    assert len(flow.layers) == 16
+    phi, log_q = flow.sample(4)
+    assert phi.dtype == torch.float64 and log_q.shape == (4,)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_builds_a_working_flow(name):
+    recipe = get_recipe(name)
+    flow = recipe.build_flow((4, 4))
+    phi, log_q = flow.sample(3)
+    torch.testing.assert_close(flow.log_prob(phi), log_q, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="expected a recipe"):
+        get_recipe("nope")
+
+
+def test_saved_weights_reload_to_the_same_density(tmp_path):
+    flow = _flow()
+    train(flow, ScalarPhi4Action(-4, 8), steps=5, batch_size=8)
+    torch.save(flow.state_dict(), tmp_path / "w.pt")
+    other = _flow()
+    other.load_state_dict(torch.load(tmp_path / "w.pt"))
+    phi, log_q = flow.sample(5)
+    torch.testing.assert_close(other.log_prob(phi), log_q, rtol=1e-5, atol=1e-4)
