@@ -1,4 +1,5 @@
-"""Command line: ``python -m lftutor train phi4 ...``.
+"""Command line: ``python -m lftutor train phi4 ...``, and for instructors
+``python -m lftutor release [UNIT ...]`` and ``python -m lftutor grade ASSIGNMENT --from ZIP``.
 
 Progress goes to stderr while training; with ``--json`` the last line of stdout is one JSON
 object with the result, for scripts and benchmarks.
@@ -61,7 +62,35 @@ def build_parser() -> argparse.ArgumentParser:
     phi4.add_argument("--save", metavar="FILE", help="save the trained weights (torch.save)")
     phi4.add_argument("--json", action="store_true", help="print the result as a JSON last line")
     phi4.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_instructor_commands(sub)
     return parser
+
+
+def _add_instructor_commands(sub) -> None:
+    from lftutor.release import add_arguments as add_release_arguments
+
+    release = sub.add_parser("release", help="instructors: generate course/ from solutions/",
+                             description="Run nbgrader generate_assignment for each unit of "
+                             "solutions/ into course/, strip outputs, refuse leaks.")
+    add_release_arguments(release)
+    grade = sub.add_parser(
+        "grade", help="instructors: collect, autograde, feedback and export one assignment",
+        description="Collect submissions (LMS zip or folder of STUDENTID_NOTEBOOK.ipynb files, "
+        "or a folder laid out like submitted/<student>/<assignment>/), repair deleted or edited "
+        "test cells, autograde, write feedback without hidden tests, export a grades CSV.")
+    grade.add_argument("assignment", metavar="ASSIGNMENT", help="unit, a folder of solutions/")
+    grade.add_argument("--from", dest="source", metavar="FOLDER_OR_ZIP",
+                       help="LMS download or collected folder (default: what submitted/ holds)")
+    grade.add_argument("--course-root", metavar="DIR",
+                       help="folder with nbgrader_config.py (default: this repository)")
+    grade.add_argument("--timeout", type=_positive_int, metavar="SECONDS",
+                       help="per-cell time limit (default: Execute.timeout of nbgrader_config.py)")
+    grade.add_argument("--student", action="append", metavar="ID",
+                       help="grade only this student (repeatable)")
+    grade.add_argument("--regexp", metavar="REGEX",
+                       help="file-name pattern of LMS downloads, matched against the full path, "
+                       "with groups student_id and file_id")
+    grade.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _train_phi4(args) -> dict:
@@ -103,9 +132,39 @@ def _train_phi4(args) -> dict:
     }
 
 
+def _grade(args) -> int:
+    from dataclasses import asdict
+
+    from lftutor.grade import grade_assignment
+    from lftutor.grade.collect import DEFAULT_REGEXP
+
+    report = grade_assignment(args.assignment, source=args.source, course_root=args.course_root,
+                              timeout=args.timeout, students=args.student,
+                              regexp=args.regexp or DEFAULT_REGEXP,
+                              log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(asdict(report)) if args.json else report.format())
+    return 3 if report.failed else 0
+
+
+def _instructor(args) -> int:
+    from lftutor._nbgrader import CourseError
+
+    try:
+        if args.command == "release":
+            from lftutor.release import run
+
+            return run(args)
+        return _grade(args)
+    except CourseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("release", "grade"):
+        return _instructor(args)
     try:
         result = _train_phi4(args)
     except ValueError as err:

@@ -1,0 +1,355 @@
+"""One instructor command from LMS download to grades: :func:`grade_assignment`.
+
+Steps (``python -m lftutor grade ASSIGNMENT --from DOWNLOAD.zip``):
+
+1. **sync**: ``nbgrader generate_assignment`` from ``solutions/`` into a temporary release,
+   which puts the assignment, its notebooks and its (hidden) tests into the gradebook and
+   gives the release notebooks that the repair step compares with;
+2. **collect** the submissions into ``submitted/`` (:mod:`lftutor.grade.collect`) and add the
+   students to the gradebook;
+3. **check and repair** each submitted notebook: a file that is not a notebook fails that
+   student (with the reason) and nobody else; deleted, edited or re-labelled locked/test cells
+   are put back (:mod:`lftutor.grade.repair`; the original is kept under
+   ``grading/<assignment>/originals/``);
+4. **autograde** each student with nbgrader (per-cell timeout ``Execute.timeout``: an endless
+   loop is interrupted and the rest of the notebook still runs);
+5. **feedback** HTML per student without hidden test code (:mod:`lftutor.grade.feedback`);
+6. **export** ``exports/<assignment>_grades.csv`` (one row per student, one column per graded
+   cell) and ``grading/<assignment>/summary.json``, and return a :class:`GradeReport`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lftutor._nbgrader import (
+    CourseError,
+    coursedir_path,
+    discover_units,
+    find_course_root,
+    load_config,
+    make_api,
+)
+from lftutor.grade.collect import DEFAULT_REGEXP, collect
+from lftutor.grade.repair import Repair, repair_file
+
+GRADED, FAILED = "graded", "failed"
+
+
+@dataclass
+class StudentResult:
+    """The outcome for one student: ``status`` is ``graded`` or ``failed`` (with ``reason``)."""
+
+    student: str
+    status: str = GRADED
+    reason: str = ""
+    score: float | None = None
+    max_score: float | None = None
+    cells: dict[str, float | None] = field(default_factory=dict)  # grade_id -> score
+    repaired: list[str] = field(default_factory=list)  # "grade_id (problem)"
+    timed_out: list[str] = field(default_factory=list)  # cells stopped by the timeout
+    missing: list[str] = field(default_factory=list)  # notebooks not submitted
+    feedback: list[str] = field(default_factory=list)  # feedback HTML files
+
+    def fail(self, reason: str) -> None:
+        self.status, self.reason = FAILED, reason
+
+
+@dataclass
+class GradeReport:
+    assignment: str
+    course_root: str
+    students: list[StudentResult]
+    max_scores: dict[str, float]  # grade_id -> points, autograded cells only
+    skipped_files: list[str] = field(default_factory=list)
+    csv_path: str = ""
+    summary_path: str = ""
+
+    def by_student(self) -> dict[str, StudentResult]:
+        return {s.student: s for s in self.students}
+
+    @property
+    def failed(self) -> list[StudentResult]:
+        return [s for s in self.students if s.status == FAILED]
+
+    def format(self) -> str:
+        """The summary printed by ``python -m lftutor grade``."""
+        graded = [s for s in self.students if s.status == GRADED]
+        total = sum(self.max_scores.values())
+        lines = [f"{self.assignment}: {len(graded)} graded, {len(self.failed)} failed "
+                 f"(autograded points per student: {total:g})"]
+        width = max([len(s.student) for s in self.students] + [7])
+        for s in self.students:
+            if s.status == FAILED:
+                lines.append(f"  FAILED  {s.student:<{width}}  {s.reason}")
+                continue
+            line = f"  graded  {s.student:<{width}}  {s.score:g} / {s.max_score:g}"
+            notes = []
+            if s.repaired:
+                notes.append("repaired " + ", ".join(s.repaired))
+            if s.timed_out:
+                notes.append("timed out in " + ", ".join(s.timed_out))
+            if s.missing:
+                notes.append("not submitted: " + ", ".join(s.missing))
+            lines.append(line + ("   " + "; ".join(notes) if notes else ""))
+        for skipped in self.skipped_files:
+            lines.append(f"  skipped file {skipped}")
+        lines.append(f"grades: {self.csv_path}")
+        lines.append(f"feedback: {Path(self.course_root, 'feedback')}/<student>/{self.assignment}/")
+        return "\n".join(lines)
+
+
+def _first_error_line(text: str) -> str:
+    """The last ``SomeError: message`` line of a traceback or log (the informative one)."""
+    hits = re.findall(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt)\b.*)$", text, flags=re.M)
+    hits = [h for h in hits if not h.startswith(("NbGraderException", "Exception:"))]
+    return hits[-1].strip() if hits else ""
+
+
+def _autograde_failure(result: dict) -> str:
+    log = result.get("log", "") + "\n" + result.get("error", "")
+    if "UnresponsiveKernelError" in log or "kernel became unresponsive" in log:
+        return ("the kernel became unresponsive and could not be interrupted (an endless loop "
+                "that allocates memory?); see the log")
+    if "DeadKernelError" in log or "Kernel died" in log:
+        return "the kernel died while running the notebook (out of memory, or os._exit?)"
+    detail = _first_error_line(log)
+    return f"nbgrader autograde failed: {detail or 'see the log'}"
+
+
+def _timeouts(autograded: Path) -> list[str]:
+    import nbformat
+
+    out = []
+    for path in sorted(autograded.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error" and output.get("ename") == "CellTimeoutError":
+                    gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+                    out.append(f"{path.stem} cell {i}" + (f" ({gid})" if gid else ""))
+    return out
+
+
+def _feedback_leaks(html_path: Path, hidden_lines: list[str]) -> list[str]:
+    from lftutor.grade.feedback import BEGIN, find_hidden_code, html_to_text
+
+    page = html_path.read_text(encoding="utf-8")
+    text = html_to_text(page)
+    found = find_hidden_code(text, hidden_lines)
+    if BEGIN in page:
+        found.append(BEGIN)
+    return found
+
+
+def _hidden_lines(source_dir: Path) -> list[str]:
+    import nbformat
+
+    from lftutor.grade.feedback import identifying_lines, split_hidden
+
+    lines = []
+    for path in sorted(source_dir.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        hidden, visible = [], []
+        for cell in nb.cells:
+            v, h = split_hidden(cell.source)
+            hidden += h
+            visible.append(v)
+        lines += identifying_lines(hidden, "\n".join(visible))
+    return lines
+
+
+def feedback_config(cfg) -> None:
+    """Make ``cfg``'s feedback hide hidden tests (see :mod:`lftutor.grade.feedback`)."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    from lftutor.grade.feedback import HideHiddenTests
+
+    cfg.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+
+
+def grade_assignment(assignment: str, *, source: str | Path | None = None, course_root=None,
+                     timeout: int | None = None, students: list[str] | None = None,
+                     regexp: str = DEFAULT_REGEXP, log=print) -> GradeReport:
+    """Collect, repair, autograde, give feedback on and export ``assignment``.
+
+    Args:
+        assignment: unit name, a folder of ``solutions/`` (e.g. ``"02_phi4_lattice"``).
+        source: LMS download (zip or folder of ``STUDENTID_NOTEBOOK.ipynb``) or a folder laid
+            out like ``submitted/``; ``None`` grades what ``submitted/`` already holds.
+        course_root: folder with ``nbgrader_config.py`` (default: this repository).
+        timeout: seconds per cell (default: ``Execute.timeout`` of the config).
+        students: grade only these student ids (default: everyone collected).
+        regexp: file-name pattern for LMS downloads (see :mod:`lftutor.grade.collect`).
+        log: called with progress lines.
+
+    Returns:
+        A :class:`GradeReport`; a student whose submission cannot be graded is ``failed`` with
+        a reason, the others are graded. Raises :class:`CourseError` for problems that stop
+        everyone (unknown assignment, nothing to collect, nbgrader set-up errors).
+    """
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    with warnings.catch_warnings():
+        # nbgrader 0.9.6 trips SQLAlchemy's autoflush warnings on every new submission
+        warnings.simplefilter("ignore", SAWarning)
+        return _grade_assignment(assignment, source=source, course_root=course_root,
+                                 timeout=timeout, students=students, regexp=regexp, log=log)
+
+
+def _grade_assignment(assignment, *, source, course_root, timeout, students, regexp, log):
+    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.utils import temp_attrs
+
+    root = find_course_root(course_root)
+    cfg = load_config(root, timeout=timeout)
+    feedback_config(cfg)
+    source_dir = coursedir_path(cfg, "source_directory")
+    if assignment not in discover_units(source_dir):
+        raise CourseError(f"expected an assignment of {source_dir} "
+                          f"({', '.join(discover_units(source_dir)) or 'none'}), got {assignment!r}")
+    submitted = coursedir_path(cfg, "submitted_directory")
+    autograded = coursedir_path(cfg, "autograded_directory")
+    feedback = coursedir_path(cfg, "feedback_directory")
+    work = root / "grading" / assignment
+    work.mkdir(parents=True, exist_ok=True)
+    api = make_api(cfg)
+    db_url = api.coursedir.db_url
+
+    with tempfile.TemporaryDirectory(prefix="lftutor-grade-") as tmp:
+        # 1. the gradebook learns the assignment and its tests; the release is our reference
+        release = Path(tmp, "release")
+        with temp_attrs(api.coursedir, release_directory=str(release)):
+            result = api.generate_assignment(assignment, force=True, create=True)
+        if not result["success"]:
+            raise CourseError(f"could not put {assignment} into the gradebook "
+                              f"(nbgrader generate_assignment):\n{result.get('log', '')}"
+                              f"{result.get('error', '')}")
+        release_notebooks = sorted((release / assignment).glob("*.ipynb"))
+
+        # 2. collect
+        collected = collect(source, assignment=assignment, course_root=root, submitted=submitted,
+                            regexp=regexp)
+        ids = collected.students if students is None else [s for s in collected.students
+                                                          if s in set(students)]
+        log(f"{assignment}: {len(ids)} submission(s) to grade")
+        results = [StudentResult(s) for s in ids]
+        with Gradebook(db_url, api.coursedir.course_id) as gb:
+            for s in ids:
+                gb.update_or_create_student(s)
+
+        # 3. check and repair
+        for res in results:
+            folder = submitted / res.student / assignment
+            present = []
+            for nb_path in release_notebooks:
+                path = folder / nb_path.name
+                if not path.exists():
+                    res.missing.append(nb_path.name)
+                    continue
+                try:
+                    repairs = repair_file(path, nb_path, work / "originals" / res.student)
+                except Exception as err:  # noqa: BLE001 - any unreadable file fails only this student
+                    res.fail(f"{path.relative_to(root)} is not a valid notebook "
+                             f"({type(err).__name__}: {_one_line(err)}); re-export it from "
+                             "Jupyter or ask the student to resubmit")
+                    break
+                res.repaired += [str(r) for r in repairs]
+                present.append(nb_path.name)
+            if res.status == GRADED and not present:
+                found = ", ".join(sorted(p.name for p in folder.glob("*.ipynb"))) or "nothing"
+                res.fail(f"no notebook named {', '.join(n.name for n in release_notebooks)} "
+                         f"in the submission (found {found})")
+
+        # 4-5. autograde and feedback, student by student (one student's crash stops no one)
+        hidden = _hidden_lines(source_dir / assignment)
+        for res in results:
+            if res.status != GRADED:
+                continue
+            log(f"  grading {res.student} ...")
+            result = api.autograde(assignment, res.student, force=True, create=True)
+            (work / "logs").mkdir(exist_ok=True)
+            (work / "logs" / f"{res.student}.log").write_text(
+                result.get("log", "") + result.get("error", ""), encoding="utf-8")
+            if not result["success"]:
+                res.fail(_autograde_failure(result) +
+                         f" (log: {(work / 'logs' / (res.student + '.log')).relative_to(root)})")
+                continue
+            res.timed_out = _timeouts(autograded / res.student / assignment)
+            result = api.generate_feedback(assignment, res.student, force=True)
+            if not result["success"]:
+                res.fail("graded, but feedback generation failed: "
+                         f"{_first_error_line(result.get('error', ''))}")
+                continue
+            for html_path in sorted((feedback / res.student / assignment).glob("*.html")):
+                leaks = _feedback_leaks(html_path, hidden)
+                if leaks:
+                    html_path.unlink()
+                    res.fail(f"feedback {html_path.name} would show hidden test code "
+                             f"({leaks[0]!r}); it was deleted")
+                    break
+                res.feedback.append(str(html_path.relative_to(root)))
+
+    # 6. scores from the gradebook, CSV, summary
+    max_scores: dict[str, float] = {}
+    with Gradebook(db_url, api.coursedir.course_id) as gb:
+        nb_names = [p.stem for p in release_notebooks]
+        for nb_name in nb_names:
+            for cell in gb.find_notebook(nb_name, assignment).grade_cells:
+                if cell.cell_type == "code":
+                    max_scores[cell.name] = float(cell.max_score)
+        for res in results:
+            if res.status != GRADED:
+                continue
+            for nb_name in nb_names:
+                try:
+                    sub = gb.find_submission_notebook(nb_name, assignment, res.student)
+                except MissingEntry:
+                    continue
+                for grade in sub.grades:
+                    if grade.name in max_scores:
+                        res.cells[grade.name] = None if grade.score is None else float(grade.score)
+            for name in max_scores:
+                res.cells.setdefault(name, 0.0)
+            res.score = sum(v or 0.0 for v in res.cells.values())
+            res.max_score = sum(max_scores.values())
+
+    report = GradeReport(assignment, str(root), results, max_scores, collected.skipped)
+    export = root / "exports"
+    export.mkdir(exist_ok=True)
+    report.csv_path = str(export / f"{assignment}_grades.csv")
+    _write_csv(report, Path(report.csv_path))
+    report.summary_path = str(work / "summary.json")
+    Path(report.summary_path).write_text(json.dumps(asdict(report), indent=1), encoding="utf-8")
+    return report
+
+
+def _one_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    return text[:200] + ("..." if len(text) > 200 else "")
+
+
+def _write_csv(report: GradeReport, path: Path) -> None:
+    cells = list(report.max_scores)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["student_id", "status", "score", "max_score", *cells, "repaired",
+                         "timed_out", "reason"])
+        writer.writerow(["(max)", "", sum(report.max_scores.values()),
+                         sum(report.max_scores.values()), *report.max_scores.values(), "", "", ""])
+        for s in report.students:
+            writer.writerow([s.student, s.status, "" if s.score is None else s.score,
+                             "" if s.max_score is None else s.max_score,
+                             *["" if s.cells.get(c) is None else s.cells[c] for c in cells],
+                             "; ".join(s.repaired), "; ".join(s.timed_out), s.reason])
+
+
+__all__ = ["GradeReport", "Repair", "StudentResult", "grade_assignment"]

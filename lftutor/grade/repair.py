@@ -1,0 +1,230 @@
+"""Put a submission's locked and graded cells back as the release had them.
+
+Plain nbgrader 0.9.6 grades a submission only as well as the submission keeps its structure:
+a deleted test cell earns no score, and a test cell whose nbgrader metadata was edited stops
+the whole autograde with "Inconsistent checksums". :func:`repair_notebook` rebuilds the
+notebook around the student's answers:
+
+* every *protected* cell of the release (locked, graded-but-not-answer, or task) is emitted,
+  source and metadata, at its place in the release order;
+* every *answer* cell (``solution: true``) found by its ``grade_id`` keeps the student's source,
+  with the release's nbgrader metadata;
+* every other student cell (scratch work, unlocked markdown) stays, right after the answer or
+  protected cell it followed in the submission; copies of protected cells are dropped.
+
+The student's own file is never lost: :func:`repair_file` backs it up before rewriting it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Notebook metadata key recording that lftutor rewrote a submission (and where the original is).
+MARKER = "lftutor_repair"
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One protected cell that had to be put back: its ``grade_id`` and what was wrong."""
+
+    grade_id: str
+    problem: str  # "deleted", "source edited", "metadata altered", "cell type changed", "moved"
+
+    def __str__(self) -> str:
+        return f"{self.grade_id} ({self.problem})"
+
+
+def _nbgrader(cell) -> dict | None:
+    """The cell's nbgrader metadata if it is well formed enough to name a cell, else None."""
+    md = cell.get("metadata", {}).get("nbgrader")
+    if isinstance(md, dict) and isinstance(md.get("grade_id"), str):
+        return md
+    return None
+
+
+def _grade_id(cell) -> str | None:
+    md = _nbgrader(cell)
+    return md["grade_id"] if md else None
+
+
+def is_protected(cell) -> bool:
+    """Locked cells, graded cells that are not answers, and task cells: students may not
+    change them, the grader restores them."""
+    md = _nbgrader(cell)
+    if md is None:
+        return False
+    if md.get("solution"):
+        return False
+    return bool(md.get("locked") or md.get("grade") or md.get("task"))
+
+
+def is_answer(cell) -> bool:
+    md = _nbgrader(cell)
+    return bool(md and md.get("solution"))
+
+
+def _norm(source: str) -> str:
+    return source.replace("\r\n", "\n").strip()
+
+
+def _fresh_copy(cell):
+    cell = copy.deepcopy(cell)
+    if cell.cell_type == "code":
+        cell.outputs, cell.execution_count = [], None
+    return cell
+
+
+def _problem(student_cell, release_cell) -> str | None:
+    if student_cell.cell_type != release_cell.cell_type:
+        return "cell type changed"
+    if _norm(student_cell.source) != _norm(release_cell.source):
+        return "source edited"
+    ignore = {"checksum"}  # nbgrader recomputes it anyway
+
+    def meta(cell):
+        return {k: v for k, v in cell.metadata.get("nbgrader", {}).items() if k not in ignore}
+
+    if meta(student_cell) != meta(release_cell):
+        return "metadata altered"
+    return None
+
+
+def repair_notebook(submitted, release):
+    """Rebuild ``submitted`` (a notebook node) around the protected cells of ``release``.
+
+    Returns ``(notebook, repairs)``; ``repairs`` lists the protected cells that were missing,
+    edited, re-typed or moved, and is empty when the submission was intact (the notebook
+    returned is then ``submitted`` itself, untouched).
+    """
+    release_cells = list(release.cells)
+    index_of = {}
+    for i, cell in enumerate(release_cells):
+        gid = _grade_id(cell)
+        if gid is not None and (is_protected(cell) or is_answer(cell)):
+            index_of.setdefault(gid, i)
+    protected_ids = {gid for gid, i in index_of.items() if is_protected(release_cells[i])}
+    protected_by_source = {_norm(release_cells[index_of[gid]].source): gid for gid in protected_ids
+                           if _norm(release_cells[index_of[gid]].source)}
+
+    answers: dict[int, object] = {}
+    attached: dict[int, list] = defaultdict(list)  # release index -> student cells after it
+    problems: dict[str, str] = {}
+    seen: set[str] = set()
+    order: list[int] = []  # release indices in the order the submission has them
+    current = -1
+    changed = False
+    for cell in submitted.cells:
+        gid = _grade_id(cell)
+        if gid in index_of and gid not in seen:
+            seen.add(gid)
+            current = index_of[gid]
+            order.append(current)
+            release_cell = release_cells[current]
+            if gid in protected_ids:
+                problem = _problem(cell, release_cell)
+                if problem:
+                    problems[gid] = problem
+            else:
+                cell = copy.deepcopy(cell)
+                if _problem(cell, release_cell) in ("metadata altered", "cell type changed"):
+                    changed = True
+                cell.metadata["nbgrader"] = copy.deepcopy(release_cell.metadata["nbgrader"])
+                answers[current] = cell
+            continue
+        # Not a cell the grader tracks (any more): keep it as plain student work.
+        if "nbgrader" in cell.get("metadata", {}):
+            cell = copy.deepcopy(cell)
+            del cell.metadata["nbgrader"]
+            changed = True
+            if gid in protected_ids:  # a second copy of a protected cell
+                continue
+        twin = protected_by_source.get(_norm(cell.source))
+        if twin is not None:  # a protected cell stripped of (or with altered) metadata
+            if twin not in seen:
+                problems.setdefault(twin, "metadata altered")
+            changed = True
+            continue
+        attached[current].append(cell)
+
+    for gid in protected_ids - seen:
+        problems.setdefault(gid, "deleted")
+    if order != sorted(order):
+        changed = True
+        for gid in protected_ids & seen:
+            if _moved(gid, index_of, order):
+                problems.setdefault(gid, "moved")
+
+    if not problems and not changed:
+        return submitted, []
+
+    cells = list(attached[-1])
+    for i, release_cell in enumerate(release_cells):
+        gid = _grade_id(release_cell)
+        if gid in protected_ids and index_of[gid] == i:
+            cells.append(_fresh_copy(release_cell))
+        elif i in answers:
+            cells.append(answers[i])
+        elif gid in index_of and index_of[gid] == i and release_cell.metadata["nbgrader"].get("grade"):
+            # a deleted, manually graded answer: give back the empty answer cell to grade
+            cells.append(_fresh_copy(release_cell))
+            problems.setdefault(gid, "deleted")
+        cells.extend(attached[i])
+    repaired = copy.deepcopy(submitted)
+    repaired.cells = cells
+    ordered = [Repair(gid, problems[gid]) for gid in
+               sorted(problems, key=lambda g: index_of[g])]
+    return repaired, ordered
+
+
+def _moved(gid: str, index_of: dict, order: list[int]) -> bool:
+    """Whether protected cell ``gid`` sits out of release order among the cells kept."""
+    pos = order.index(index_of[gid])
+    before, after = order[:pos], order[pos + 1:]
+    i = index_of[gid]
+    return any(j > i for j in before) or any(j < i for j in after)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def backup_original(path: Path, backup_dir: Path) -> Path:
+    """Copy ``path`` into ``backup_dir`` without ever overwriting an earlier, different backup."""
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    target = backup_dir / path.name
+    if target.exists() and _digest(target) != _digest(path):
+        target = backup_dir / f"{path.stem}.{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}"
+    if not target.exists():
+        shutil.copy2(path, target)
+    return target
+
+
+def repair_file(path: Path, release_path: Path, backup_dir: Path) -> list[Repair]:
+    """Repair the submitted notebook at ``path`` in place against ``release_path``.
+
+    The student's original is copied to ``backup_dir`` first, once: a notebook that lftutor
+    already repaired records where its original is (notebook metadata ``lftutor_repair``) and
+    is not backed up again. Returns the repairs, those of an earlier run included. Raises
+    whatever :func:`nbformat.read` raises for a file that is not a notebook.
+    """
+    import nbformat
+
+    submitted = nbformat.read(path, as_version=4)
+    release = nbformat.read(release_path, as_version=4)
+    previous = submitted.metadata.get(MARKER) or {}
+    earlier = [Repair(*item) for item in previous.get("repairs", [])]
+    repaired, repairs = repair_notebook(submitted, release)
+    if repaired is submitted:
+        return earlier
+    original = previous.get("original") or str(backup_original(path, backup_dir))
+    merged = earlier + [r for r in repairs if r not in earlier]
+    repaired.metadata[MARKER] = {"original": original,
+                                 "repairs": [[r.grade_id, r.problem] for r in merged]}
+    nbformat.write(repaired, path)
+    return merged

@@ -1,0 +1,201 @@
+"""Generate the student release ``course/`` from ``solutions/`` and check that it is current.
+
+Instructors::
+
+    python -m lftutor release            # every unit of solutions/ (same as `make release`)
+    python -m lftutor release 02_phi4_lattice
+    python -m lftutor release --check    # exit 1 if course/ is stale or leaks a solution
+
+``release`` runs ``nbgrader generate_assignment --force`` per unit (with a throw-away gradebook:
+``python -m lftutor grade`` keeps the real one in step), strips outputs, and refuses to leave
+a ``BEGIN SOLUTION`` or ``BEGIN HIDDEN TESTS`` marker anywhere under ``course/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import sys
+import tempfile
+from pathlib import Path
+
+from lftutor._nbgrader import (
+    CourseError,
+    coursedir_path,
+    discover_units,
+    find_course_root,
+    find_leaks,
+    load_config,
+    make_api,
+)
+
+# Cell metadata that editors rewrite at will; everything else in a cell must match.
+VOLATILE_CELL_METADATA = {"collapsed", "scrolled", "execution", "ExecuteTime", "jupyter", "vscode",
+                          "trusted"}
+
+
+class ReleaseError(CourseError):
+    """``course/`` could not be generated, or it leaks solutions / hidden tests."""
+
+
+def _strip_outputs(folder: Path) -> None:
+    import nbformat
+
+    for path in sorted(folder.rglob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        changed = False
+        for cell in nb.cells:
+            if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
+                cell.outputs, cell.execution_count, changed = [], None, True
+        if changed:
+            nbformat.write(nb, path)
+
+
+def generate_release(units: list[str] | None = None, *, course_root=None, release_dir=None,
+                     log=print) -> list[str]:
+    """Run ``nbgrader generate_assignment --force`` for ``units`` (default: every unit of the
+    source folder) into ``release_dir`` (default: the configured ``course/``).
+
+    Returns the units generated. Raises :class:`ReleaseError` if nbgrader fails or if the
+    release holds a solution or hidden-test marker.
+    """
+    root = find_course_root(course_root)
+    with tempfile.TemporaryDirectory(prefix="lftutor-release-") as tmp:
+        cfg = load_config(root, db_path=Path(tmp, "gradebook.db"))
+        source = coursedir_path(cfg, "source_directory")
+        known = discover_units(source)
+        units = list(units) if units else known
+        unknown = sorted(set(units) - set(known))
+        if unknown:
+            raise ReleaseError(f"expected units from {source} ({', '.join(known) or 'none'}), "
+                               f"got {', '.join(unknown)}")
+        if release_dir is not None:
+            cfg.CourseDirectory.release_directory = str(Path(release_dir).resolve())
+        release = coursedir_path(cfg, "release_directory")
+        api = make_api(cfg)
+        for unit in units:
+            result = api.generate_assignment(unit, force=True, create=True)
+            if not result["success"]:
+                raise ReleaseError(f"nbgrader generate_assignment {unit} failed:\n"
+                                   f"{result.get('log', '')}\n{result.get('error', '')}")
+            _strip_outputs(release / unit)
+            log(f"released {unit} -> {release / unit}")
+    leaks = [leak for unit in units for leak in find_leaks(release / unit)]
+    if leaks:
+        raise ReleaseError("the release leaks solutions or hidden tests:\n  " + "\n  ".join(leaks))
+    return units
+
+
+def _cell_signature(cell) -> dict:
+    metadata = {k: v for k, v in cell.get("metadata", {}).items() if k not in VOLATILE_CELL_METADATA}
+    return {"cell_type": cell.cell_type, "source": cell.source, "metadata": metadata}
+
+
+def _compare_notebooks(expected: Path, actual: Path) -> list[str]:
+    import nbformat
+
+    try:
+        nb_actual = nbformat.read(actual, as_version=4)
+    except Exception as err:  # noqa: BLE001 - any unreadable notebook is a stale release
+        return [f"{actual}: unreadable notebook ({type(err).__name__}: {err})"]
+    nb_expected = nbformat.read(expected, as_version=4)
+    problems = []
+    for i, cell in enumerate(nb_actual.cells):
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
+            problems.append(f"{actual}: cell {i} has outputs (run `make release` to strip them)")
+    if len(nb_actual.cells) != len(nb_expected.cells):
+        problems.append(f"{actual}: {len(nb_actual.cells)} cells, the regenerated release has "
+                        f"{len(nb_expected.cells)}")
+        return problems
+    for i, (a, e) in enumerate(zip(nb_actual.cells, nb_expected.cells, strict=True)):
+        sa, se = _cell_signature(a), _cell_signature(e)
+        for key in ("cell_type", "source", "metadata"):
+            if sa[key] != se[key]:
+                grade_id = e.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+                label = f"cell {i}" + (f" ({grade_id})" if grade_id else "")
+                problems.append(f"{actual}: {label} differs from solutions/ in its {key}")
+    kernel_a = nb_actual.metadata.get("kernelspec", {}).get("name")
+    kernel_e = nb_expected.metadata.get("kernelspec", {}).get("name")
+    if kernel_a != kernel_e:
+        problems.append(f"{actual}: kernel {kernel_a!r}, solutions/ has {kernel_e!r}")
+    return problems
+
+
+def check_release_up_to_date(course_root=None, units: list[str] | None = None) -> list[str]:
+    """Problems with the committed release, as sentences (an empty list means all is well).
+
+    Regenerates every unit of ``solutions/`` into a temporary folder and compares it with
+    ``course/`` notebook by notebook, cell by cell (type, source and metadata, ignoring cell
+    ids and metadata editors rewrite); other files are compared byte by byte. Also reports any
+    file under ``course/`` that holds a solution or hidden-test marker, and units in
+    ``course/`` without a source.
+    """
+    root = find_course_root(course_root)
+    cfg = load_config(root)
+    release = coursedir_path(cfg, "release_directory")
+    source = coursedir_path(cfg, "source_directory")
+    problems = find_leaks(release) if release.is_dir() else []
+    known = discover_units(source)
+    units = list(units) if units else known
+    for extra in sorted(set(discover_units(release)) - set(known)):
+        problems.append(f"{release / extra}: no such unit in {source}")
+    with tempfile.TemporaryDirectory(prefix="lftutor-release-check-") as tmp:
+        fresh = Path(tmp, "release")
+        try:
+            generate_release(units, course_root=root, release_dir=fresh, log=lambda *_: None)
+        except ReleaseError as err:
+            return problems + [f"solutions/ does not generate a clean release: {err}"]
+        for unit in units:
+            expected_dir, actual_dir = fresh / unit, release / unit
+            if not actual_dir.is_dir():
+                problems.append(f"{actual_dir}: missing (run `make release`)")
+                continue
+            expected = {p.relative_to(expected_dir) for p in expected_dir.rglob("*") if p.is_file()}
+            actual = {p.relative_to(actual_dir) for p in actual_dir.rglob("*")
+                      if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+            for rel in sorted(expected - actual):
+                problems.append(f"{actual_dir / rel}: missing (run `make release`)")
+            for rel in sorted(actual - expected):
+                problems.append(f"{actual_dir / rel}: not generated from solutions/ (stale file?)")
+            for rel in sorted(expected & actual):
+                if rel.suffix == ".ipynb":
+                    problems += _compare_notebooks(expected_dir / rel, actual_dir / rel)
+                elif not filecmp.cmp(expected_dir / rel, actual_dir / rel, shallow=False):
+                    problems.append(f"{actual_dir / rel}: differs from solutions/")
+    return problems
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("units", nargs="*", metavar="UNIT",
+                        help="units to release (folders of solutions/; default: all)")
+    parser.add_argument("--course-root", metavar="DIR",
+                        help="folder with nbgrader_config.py (default: this repository)")
+    parser.add_argument("--check", action="store_true",
+                        help="only check that course/ is current and leaks nothing; exit 1 if not")
+
+
+def run(args) -> int:
+    """Entry point shared by ``python -m lftutor release`` and ``python -m lftutor.release``."""
+    if args.check:
+        problems = check_release_up_to_date(args.course_root, args.units or None)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print("course/ is up to date" if not problems else f"{len(problems)} problem(s) in course/")
+        return 1 if problems else 0
+    generate_release(args.units or None, course_root=args.course_root)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lftutor.release", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except CourseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
