@@ -15,7 +15,7 @@ Conventions used everywhere in the package
   ``log_det`` has shape ``(batch,)``, summed over sites. A stack sums the log-dets of its layers.
 * The flow density of a sample ``phi = f(z)`` is ``log q(phi) = log r(z) - log|det df/dz|``.
 * The target is ``p(phi) = exp(-S(phi)) / Z`` with unknown ``Z``; we use ``log p = -S`` and call
-  ``log p - log q`` the **log-weights** (they are off by the constant ``-log Z``).
+  ``log p - log q`` the **log-weights** (they exceed the normalised ones by the constant ``log Z``).
 
 Reference: M. S. Albergo, G. Kanwar, P. E. Shanahan, "Flow-based generative models for Markov
 chain Monte Carlo in lattice field theory", arXiv:1904.12072; and the tutorial

@@ -153,16 +153,22 @@ class AffineCoupling(nn.Module):
     :math:`-\sum_x (1-m)\,s`, where :math:`(s,t)=\mathrm{net}(m\odot\phi)`: the frozen sites are
     unchanged, so the network sees the same input both ways.
 
+    With ``shift_only=True`` the layer is additive (NICE, arXiv:1410.8516): :math:`s = 0`, the
+    network returns only :math:`t` (one channel) and the log-det is 0.
+
     Args:
-        net: maps ``(batch, 1, *lattice_shape)`` to ``(batch, 2, *lattice_shape)``.
+        net: maps ``(batch, 1, *lattice_shape)`` to ``(batch, 2, *lattice_shape)``
+            (``(batch, 1, *lattice_shape)`` when ``shift_only``).
         mask: 0/1 tensor of shape ``lattice_shape``.
+        shift_only: additive (volume-preserving) coupling.
 
     Shapes:
         ``forward``/``reverse``: ``(batch, *lattice_shape) -> ((batch, *lattice_shape), (batch,))``.
     """
 
-    def __init__(self, net: nn.Module, mask: torch.Tensor):
+    def __init__(self, net: nn.Module, mask: torch.Tensor, *, shift_only: bool = False):
         super().__init__()
+        self.shift_only = bool(shift_only)
         mask = torch.as_tensor(mask)
         if not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError("expected a mask of 0s and 1s (1 = frozen site)")
@@ -174,9 +180,12 @@ class AffineCoupling(nn.Module):
 
     def _s_t(self, frozen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(frozen.unsqueeze(1))
-        if out.shape[1] != 2 or tuple(out.shape[2:]) != self.lattice_shape:
-            raise ValueError(f"expected the conditioner to return (batch, 2, "
+        channels = 1 if self.shift_only else 2
+        if out.dim() < 2 or out.shape[1] != channels or tuple(out.shape[2:]) != self.lattice_shape:
+            raise ValueError(f"expected the conditioner to return (batch, {channels}, "
                              f"{', '.join(map(str, self.lattice_shape))}), got {tuple(out.shape)}")
+        if self.shift_only:
+            return torch.zeros_like(out[:, 0]), out[:, 0]
         return out[:, 0], out[:, 1]
 
     def _check(self, x: torch.Tensor, name: str) -> None:

@@ -24,7 +24,7 @@ def _check_pair(log_p: torch.Tensor, log_q: torch.Tensor) -> None:
 def log_weights(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     r"""Log importance weights :math:`\log w_i = \log p(\phi_i) - \log q(\phi_i)`, ``(batch,)``.
 
-    With :math:`\log p = -S` they are off by the constant :math:`-\log Z`, which cancels in
+    With :math:`\log p = -S` they exceed the normalised log-weights by :math:`\log Z`, which cancels in
     every self-normalised quantity (ESS, acceptance, reweighted averages).
     """
     _check_pair(log_p, log_q)
@@ -58,7 +58,7 @@ def ess(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """
     lw = log_weights(log_p, log_q).detach()
     # ESS is invariant under a shift of log w; shifting by the max keeps float32 precise when
-    # the log-weights are large (e.g. the unknown -log Z offset is in the thousands).
+    # the log-weights are large (e.g. the unknown log Z offset is in the thousands).
     lw = lw - lw.max()
     n = lw.shape[0]
     return torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0) - math.log(n))

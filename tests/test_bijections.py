@@ -8,6 +8,14 @@ import math
 import pytest
 import torch
 
+from lftutor.coupling_models import (
+    DenseCoupling,
+    DiagonalScale,
+    equivariant_linear_model,
+    linear_coupling_model,
+    nonlinear_coupling_model,
+)
+from lftutor.partitions import lexicographic_partition, random_partition
 from lftutor import (
     AffineCoupling,
     Flow,
@@ -47,13 +55,30 @@ LAYERS = {
     "affine_1d": (lambda: _affine((6,), 0), (6,)),
     "affine_3d": (lambda: _affine((2, 2, 4), 1), (2, 2, 4)),
     "phi4_stack_flow": (lambda: _stack((4, 4)), (4, 4)),
+    "affine_shift_only": (lambda: AffineCoupling(make_conv_net(hidden_sizes=[3], kernel_size=3,
+                                                               out_channels=1),
+                                                 make_checker_mask((4, 4), 1), shift_only=True), (4, 4)),
+    "dense_linear_shift": (lambda: DenseCoupling(lexicographic_partition((4, 4))), (4, 4)),
+    "dense_mlp_affine": (lambda: DenseCoupling(random_partition((2, 4)), hidden_sizes=[6],
+                                               activation="leaky_relu", shift_only=False), (2, 4)),
+    "diagonal_scale": (lambda: DiagonalScale((3, 2)), (3, 2)),
+    "diagonal_scale_equivariant": (lambda: DiagonalScale((4, 4), equivariant=True), (4, 4)),
+    "gff_linear_model": (lambda: linear_coupling_model((4, 4), n_layers=3), (4, 4)),
+    "gff_nonlinear_model": (lambda: nonlinear_coupling_model((4, 4), n_layers=2, hidden_sizes=[8]), (4, 4)),
+    "gff_equivariant_model": (lambda: equivariant_linear_model((4, 4), n_layers=2, radius=1), (4, 4)),
 }
+
+
+# Additive couplings have log-det exactly 0 (checked separately below).
+VOLUME_PRESERVING = {"affine_shift_only", "dense_linear_shift"}
 
 
 @pytest.fixture(params=sorted(LAYERS))
 def layer_and_shape(request):
     build, shape = LAYERS[request.param]
-    return _perturb(build()).double(), shape
+    layer = _perturb(build()).double()
+    layer.volume_preserving = request.param in VOLUME_PRESERVING
+    return layer, shape
 
 
 def test_reverse_inverts_forward(layer_and_shape):
@@ -71,7 +96,8 @@ def test_forward_and_reverse_log_dets_cancel(layer_and_shape):
     phi, ld_fwd = layer.forward(z)
     _, ld_rev = layer.reverse(phi)
     assert ld_fwd.shape == (5,)
-    assert ld_fwd.abs().max() > 1e-3, "log-det should be non-trivial for perturbed parameters"
+    if not layer.volume_preserving:
+        assert ld_fwd.abs().max() > 1e-3, "log-det should be non-trivial for perturbed parameters"
     torch.testing.assert_close(ld_fwd + ld_rev, torch.zeros(5, dtype=torch.float64), atol=1e-10,
                                rtol=0)
 
@@ -104,6 +130,13 @@ def test_every_parameter_gets_a_gradient(layer_and_shape):
     assert params, "a learnable layer has parameters"
     for name, p in params:
         assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reached {name}"
+
+
+def test_shift_only_layers_preserve_volume():
+    for name in sorted(VOLUME_PRESERVING):
+        layer = _perturb(LAYERS[name][0]()).double()
+        _, log_det = layer.forward(torch.randn(3, 4, 4, dtype=torch.float64))
+        torch.testing.assert_close(log_det, torch.zeros(3, dtype=torch.float64))
 
 
 def test_flow_log_prob_matches_sample():
