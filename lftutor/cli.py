@@ -42,28 +42,91 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Normalizing flows for lattice field theory.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a flow and report ESS")
-    tsub = train.add_subparsers(dest="model", required=True)
+    tsub = train.add_subparsers(dest="target", required=True)
     phi4 = tsub.add_parser("phi4", help="scalar phi^4 theory on an L x L periodic lattice")
     phi4.add_argument("--L", type=_positive_int, default=8, help="lattice extent (even)")
     phi4.add_argument("--m2", type=float, default=-4.0, help="bare mass squared")
     phi4.add_argument("--lam", type=float, default=8.0, help="quartic coupling")
-    budget = phi4.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_positive_int, help="number of training steps")
-    budget.add_argument("--time-budget", type=_positive_float, metavar="SECONDS",
-                        help="train for this many seconds of wall time (default 120)")
     phi4.add_argument("--recipe", choices=sorted(RECIPES), default="fast",
                       help="architecture and optimiser settings (default: fast)")
     phi4.add_argument("--batch-size", type=_positive_int, help="override the recipe's batch size")
-    phi4.add_argument("--seed", type=int, default=0)
-    phi4.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    phi4.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
-    phi4.add_argument("--eval-samples", type=_positive_int, default=8192,
-                      help="fresh samples for the final ESS (default 8192)")
-    phi4.add_argument("--save", metavar="FILE", help="save the trained weights (torch.save)")
-    phi4.add_argument("--json", action="store_true", help="print the result as a JSON last line")
-    phi4.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_common_training_arguments(phi4, default_budget=120)
+
+    from lftutor.coupling_models import GFF_MODELS
+
+    gff = tsub.add_parser("gff", help="Gaussian free field on an L x L periodic lattice (exact KL)")
+    gff.add_argument("--L", type=_positive_int, default=8, help="lattice extent (even)")
+    gff.add_argument("--m2", type=_positive_float, default=0.25, help="mass squared (> 0)")
+    gff.add_argument("--model", choices=sorted(GFF_MODELS), default="linear",
+                     help="coupling model (default: linear)")
+    gff.add_argument("--n-layers", type=_positive_int, default=4, help="coupling layers (default 4)")
+    gff.add_argument("--batch-size", type=_positive_int, default=1024)
+    gff.add_argument("--lr", type=_positive_float, default=2e-2, help="Adam learning rate (cosine decay)")
+    _add_common_training_arguments(gff, default_budget=30)
     _add_instructor_commands(sub)
     return parser
+
+
+def _add_common_training_arguments(p: argparse.ArgumentParser, *, default_budget: float) -> None:
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=_positive_int, help="number of training steps")
+    budget.add_argument("--time-budget", type=_positive_float, metavar="SECONDS",
+                        help=f"train for this many seconds of wall time (default {default_budget:g})")
+    p.set_defaults(default_budget=float(default_budget))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    p.add_argument("--eval-samples", type=_positive_int, default=8192,
+                   help="fresh samples for the final ESS (default 8192)")
+    p.add_argument("--save", metavar="FILE", help="save the trained weights (torch.save)")
+    p.add_argument("--json", action="store_true", help="print the result as a JSON last line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _run_training(args, flow, action, **train_kwargs) -> tuple[dict, int, float]:
+    """Train with a progress bar on stderr, evaluate on fresh samples, optionally save."""
+    from lftutor.live import ProgressBar
+    from lftutor.train import evaluate, train
+
+    time_budget = None if args.steps is not None else (args.time_budget or args.default_budget)
+    bar = ProgressBar(total=args.steps, file=sys.stderr, disable=args.quiet, mininterval=1.0)
+    start = time.perf_counter()
+    history = train(flow, action, steps=args.steps, time_budget=time_budget, callbacks=[bar],
+                    **train_kwargs)
+    train_seconds = time.perf_counter() - start
+    metrics = evaluate(flow, action, n_samples=args.eval_samples)
+    if args.save:
+        torch.save(flow.state_dict(), args.save)
+    return metrics, len(history), train_seconds
+
+
+def _setup(args) -> tuple[torch.device, torch.dtype]:
+    from lftutor.course import seed_all
+    from lftutor.device import default_device
+
+    if args.L % 2:
+        raise ValueError(f"expected an even --L (checkerboard masks need it), got {args.L}")
+    seed_all(args.seed)
+    return (torch.device(args.device) if args.device else default_device()), getattr(torch, args.dtype)
+
+
+def _train_gff(args) -> dict:
+    from lftutor.actions import FreeFieldAction
+    from lftutor.coupling_models import GFF_MODELS, exact_kl
+    from lftutor.train import cosine_schedule
+
+    device, dtype = _setup(args)
+    action = FreeFieldAction(args.m2, (args.L, args.L))
+    flow = GFF_MODELS[args.model]((args.L, args.L), n_layers=args.n_layers, dtype=dtype).to(device)
+    metrics, steps, seconds = _run_training(args, flow, action, batch_size=args.batch_size, lr=args.lr,
+                                            lr_schedule=cosine_schedule, ess_every=10)
+    return {
+        "model": f"gff-{args.model}", "L": args.L, "m2": args.m2, "n_layers": args.n_layers,
+        "seed": args.seed, "dtype": args.dtype, "device": str(device), "steps": steps,
+        "train_seconds": round(seconds, 3), "ess": metrics["ess"], "acceptance": metrics["acceptance"],
+        "kl": exact_kl(metrics["loss"], action.log_z), "loss": metrics["loss"],
+        "eval_samples": metrics["n_samples"],
+    }
 
 
 def _add_instructor_commands(sub) -> None:
@@ -95,40 +158,22 @@ def _add_instructor_commands(sub) -> None:
 
 def _train_phi4(args) -> dict:
     from lftutor.actions import ScalarPhi4Action
-    from lftutor.course import seed_all
-    from lftutor.device import default_device
-    from lftutor.live import ProgressBar
     from lftutor.recipes import get_recipe
-    from lftutor.train import evaluate, train
 
-    if args.L % 2:
-        raise ValueError(f"expected an even --L (checkerboard masks need it), got {args.L}")
-    seed_all(args.seed)
-    device = torch.device(args.device) if args.device else default_device()
-    dtype = getattr(torch, args.dtype)
+    device, dtype = _setup(args)
     recipe = get_recipe(args.recipe)
     flow = recipe.build_flow((args.L, args.L), dtype=dtype, device=device)
     action = ScalarPhi4Action(args.m2, args.lam)
     kwargs = recipe.train_kwargs()
     if args.batch_size:
         kwargs["batch_size"] = args.batch_size
-    time_budget = args.time_budget if args.steps is None and args.time_budget else None
-    if args.steps is None and time_budget is None:
-        time_budget = 120.0
-    bar = ProgressBar(total=args.steps, file=sys.stderr, disable=args.quiet, mininterval=1.0)
-    start = time.perf_counter()
-    history = train(flow, action, steps=args.steps, time_budget=time_budget, callbacks=[bar],
-                    **kwargs)
-    train_seconds = time.perf_counter() - start
-    metrics = evaluate(flow, action, n_samples=args.eval_samples)
-    if args.save:
-        torch.save(flow.state_dict(), args.save)
+    metrics, steps, seconds = _run_training(args, flow, action, **kwargs)
     return {
         "model": "phi4", "L": args.L, "m2": args.m2, "lam": args.lam, "recipe": recipe.name,
         "seed": args.seed, "dtype": args.dtype, "device": str(device),
-        "steps": len(history), "train_seconds": round(train_seconds, 3),
+        "steps": steps, "train_seconds": round(seconds, 3),
         "ess": metrics["ess"], "acceptance": metrics["acceptance"], "loss": metrics["loss"],
-        "train_loss_last": history.loss[-1], "eval_samples": metrics["n_samples"],
+        "eval_samples": metrics["n_samples"],
     }
 
 
@@ -166,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("release", "grade"):
         return _instructor(args)
     try:
-        result = _train_phi4(args)
+        result = _train_gff(args) if args.target == "gff" else _train_phi4(args)
     except ValueError as err:
         parser.error(str(err))
     if args.json:

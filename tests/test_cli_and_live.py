@@ -63,3 +63,15 @@ def test_live_plot_headless_draws_once_at_the_end_and_saves(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "training step" and ax.get_ylabel() == "ESS"
     assert "ESS" in ax.get_title()
+
+
+@pytest.mark.parametrize("model", ["linear", "nonlinear", "equivariant"])
+def test_cli_gff_prints_exact_kl(model):
+    out = _run("train", "gff", "--L", "4", "--m2", "0.25", "--model", model, "--steps", "30", "--json",
+               "--eval-samples", "8192")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["model"] == f"gff-{model}" and result["steps"] == 30
+    assert 0 < result["ess"] <= 1 and 0 <= result["acceptance"] <= 1
+    # KL divergence is non-negative up to Monte-Carlo noise of the 8192-sample estimate
+    assert result["kl"] > -0.05 and result["train_seconds"] > 0
