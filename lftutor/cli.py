@@ -63,8 +63,37 @@ def build_parser() -> argparse.ArgumentParser:
     gff.add_argument("--batch-size", type=_positive_int, default=1024)
     gff.add_argument("--lr", type=_positive_float, default=2e-2, help="Adam learning rate (cosine decay)")
     _add_common_training_arguments(gff, default_budget=30)
+    _add_mcmc_command(sub)
     _add_instructor_commands(sub)
     return parser
+
+
+def _add_mcmc_command(sub) -> None:
+    from lftutor.recipes import RECIPES
+
+    mcmc = sub.add_parser("mcmc", help="exact sampling (flow Metropolis or HMC) and chi_2 with errors")
+    msub = mcmc.add_subparsers(dest="target", required=True)
+    p = msub.add_parser("phi4", help="scalar phi^4 theory on an L x L periodic lattice")
+    p.add_argument("--L", type=_positive_int, default=8, help="lattice extent (even)")
+    p.add_argument("--m2", type=float, default=-4.0)
+    p.add_argument("--lam", type=float, default=8.0)
+    p.add_argument("--sampler", choices=["flow", "hmc"], default="flow")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", metavar="FILE", help="trained flow weights (from train --save)")
+    source.add_argument("--train-budget", type=_positive_float, metavar="SECONDS",
+                        help="train a flow for this long first (default 120 when no --weights)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="fast",
+                   help="architecture of the flow (must match --weights)")
+    p.add_argument("--samples", type=_positive_int, default=65536,
+                   help="chain length (for HMC: trajectories in total, over all chains)")
+    p.add_argument("--chains", type=_positive_int, default=32, help="HMC: parallel chains")
+    p.add_argument("--step-size", type=_positive_float, default=0.1, help="HMC leapfrog step")
+    p.add_argument("--n-leapfrog", type=_positive_int, default=10, help="HMC leapfrog steps")
+    p.add_argument("--thermalize", type=float, default=0.1,
+                   help="HMC: fraction of each chain discarded (default 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the result as a JSON last line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_common_training_arguments(p: argparse.ArgumentParser, *, default_budget: float) -> None:
@@ -127,6 +156,56 @@ def _train_gff(args) -> dict:
         "kl": exact_kl(metrics["loss"], action.log_z), "loss": metrics["loss"],
         "eval_samples": metrics["n_samples"],
     }
+
+
+def _mcmc_phi4(args) -> dict:
+    from lftutor.actions import ScalarPhi4Action
+    from lftutor.course import seed_all
+    from lftutor.mcmc import flow_metropolis, hmc, phi4_force
+    from lftutor.observables import chi2_from_chain, magnetization
+    from lftutor.recipes import get_recipe
+
+    if args.L % 2:
+        raise ValueError(f"expected an even --L (checkerboard masks need it), got {args.L}")
+    if not 0 <= args.thermalize < 1:
+        raise ValueError(f"expected --thermalize in [0, 1), got {args.thermalize}")
+    seed_all(args.seed)
+    action = ScalarPhi4Action(args.m2, args.lam)
+    volume = args.L * args.L
+    start = time.perf_counter()
+    result = {"sampler": args.sampler, "L": args.L, "m2": args.m2, "lam": args.lam, "seed": args.seed}
+    if args.sampler == "hmc":
+        n_per_chain = max(2, args.samples // args.chains)
+        phi0 = torch.zeros(args.chains, args.L, args.L, dtype=torch.float64)
+        chain = hmc(action, phi0, n_per_chain, step_size=args.step_size, n_leapfrog=args.n_leapfrog,
+                    force=lambda p: phi4_force(p, args.m2, args.lam), observable=magnetization)
+        m = chain.configs[int(args.thermalize * n_per_chain):]
+        result.update(step_size=args.step_size, n_leapfrog=args.n_leapfrog, chains=args.chains)
+    else:
+        recipe = get_recipe(args.recipe)
+        flow = recipe.build_flow((args.L, args.L))
+        if args.weights:
+            try:
+                flow.load_state_dict(torch.load(args.weights, map_location="cpu"))
+            except (RuntimeError, OSError) as err:
+                raise ValueError(f"could not load --weights {args.weights} into a '{recipe.name}' flow "
+                                 f"for L={args.L}: {str(err).splitlines()[0]}") from None
+        else:
+            from lftutor.live import ProgressBar
+            from lftutor.train import train
+
+            bar = ProgressBar(file=sys.stderr, disable=args.quiet, mininterval=1.0)
+            train(flow, action, time_budget=args.train_budget or 120.0, callbacks=[bar],
+                  **recipe.train_kwargs())
+        flow.eval()
+        chain = flow_metropolis(flow, action, args.samples, observable=magnetization)
+        m = chain.configs
+        result.update(recipe=recipe.name, weights=args.weights)
+    stats = chi2_from_chain(m.numpy(), volume)
+    result.update(chi2=stats["chi2"], chi2_err=stats["chi2_err"], tau_int=stats["tau_int"],
+                  acceptance=chain.acceptance, samples=stats["n"],
+                  seconds=round(time.perf_counter() - start, 3))
+    return result
 
 
 def _add_instructor_commands(sub) -> None:
@@ -211,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("release", "grade"):
         return _instructor(args)
     try:
-        result = _train_gff(args) if args.target == "gff" else _train_phi4(args)
+        if args.command == "mcmc":
+            result = _mcmc_phi4(args)
+        else:
+            result = _train_gff(args) if args.target == "gff" else _train_phi4(args)
     except ValueError as err:
         parser.error(str(err))
     if args.json:

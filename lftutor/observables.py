@@ -70,3 +70,33 @@ def effective_mass(c: torch.Tensor) -> torch.Tensor:
     """
     arg = (torch.roll(c, 1) + torch.roll(c, -1)) / (2 * c)
     return torch.where(arg >= 1, torch.acosh(arg.clamp(min=1)), torch.full_like(arg, float("nan")))
+
+
+def chi2_from_chain(m, volume: int, *, n_chains: int = 1) -> dict[str, float]:
+    r""":math:`\chi_2 = (\langle M^2\rangle - \langle M\rangle^2)/V` from a chain of magnetizations.
+
+    The error is a binned jackknife with bins of about :math:`20\,\tau_{\rm int}` (at least 20
+    bins), so it accounts for autocorrelation; :math:`\tau_{\rm int}` is that of :math:`M^2`.
+
+    Args:
+        m: magnetizations along the chain, shape ``(N,)``, or ``(N, n_chains)`` for parallel
+            chains (the chains are concatenated; ``tau_int`` is their average).
+        volume: number of lattice sites ``V``.
+
+    Returns:
+        ``{"chi2", "chi2_err", "tau_int", "n"}``.
+    """
+    import numpy as np
+
+    from lftutor.statistics import jackknife, tau_int
+
+    arr = np.asarray(m, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"expected magnetizations of shape (N,) or (N, n_chains), got {arr.shape}")
+    tau = float(np.mean([tau_int(arr[:, k] ** 2) for k in range(arr.shape[1])]))
+    series = arr.T.reshape(-1)
+    bin_size = max(1, min(int(math.ceil(20 * tau)), series.size // 20))
+    chi2, err = jackknife(lambda x: (np.mean(x**2) - np.mean(x) ** 2) / volume, series, bin_size=bin_size)
+    return {"chi2": chi2, "chi2_err": err, "tau_int": tau, "n": int(series.size)}

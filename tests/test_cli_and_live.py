@@ -75,3 +75,29 @@ def test_cli_gff_prints_exact_kl(model):
     assert 0 < result["ess"] <= 1 and 0 <= result["acceptance"] <= 1
     # KL divergence is non-negative up to Monte-Carlo noise of the 8192-sample estimate
     assert result["kl"] > -0.05 and result["train_seconds"] > 0
+
+
+def test_cli_mcmc_hmc_prints_chi2_with_error():
+    out = _run("mcmc", "phi4", "--L", "4", "--sampler", "hmc", "--samples", "4000", "--chains", "8", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["sampler"] == "hmc" and 0.5 < result["acceptance"] <= 1
+    assert result["chi2"] > 0 and 0 < result["chi2_err"] < result["chi2"] and result["tau_int"] >= 0.5
+
+
+def test_cli_mcmc_flow_from_saved_weights(tmp_path):
+    weights = tmp_path / "w.pt"
+    out = _run("train", "phi4", "--L", "4", "--steps", "30", "--save", str(weights), "--quiet")
+    assert out.returncode == 0, out.stderr
+    out = _run("mcmc", "phi4", "--L", "4", "--weights", str(weights), "--samples", "2048", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["sampler"] == "flow" and result["samples"] == 2048 and 0 < result["acceptance"] < 1
+    assert {"chi2", "chi2_err", "tau_int"} <= set(result)
+
+
+def test_cli_mcmc_weights_of_the_wrong_lattice(tmp_path):
+    weights = tmp_path / "w.pt"
+    assert _run("train", "phi4", "--L", "4", "--steps", "2", "--save", str(weights), "--quiet").returncode == 0
+    out = _run("mcmc", "phi4", "--L", "6", "--weights", str(weights), "--samples", "10")
+    assert out.returncode == 2 and "could not load --weights" in out.stderr and "Traceback" not in out.stderr
