@@ -168,7 +168,7 @@ def nonlinear_coupling_model(lattice_shape: Sequence[int], *, n_layers: int = 4,
     return Flow(SimpleNormal.standard(shape, dtype=dtype), [*layers, DiagonalScale(shape)]).to(dtype)
 
 
-def equivariant_linear_model(lattice_shape: Sequence[int], *, n_layers: int = 4, radius: int = 1,
+def equivariant_linear_model(lattice_shape: Sequence[int], *, n_layers: int = 4, radius: int = 3,
                              dtype=torch.float32) -> Flow:
     r"""Linear shift couplings with convolutional conditioners on a checkerboard, then a scaling.
 
