@@ -25,3 +25,14 @@ c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# Audit submitted answers outside the student's kernel (lftutor/grading_audit.py): a notebook that
+# patches torch, numpy, lftutor or the graders scores zero on every autograded cell.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "lftutor.grading_audit.AuditCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]

@@ -17,15 +17,17 @@ How the graders resist cheating
   afterwards changes nothing here; such a redefinition is also detected and refused.
 * **No fake tensors.** Answers must be plain ``torch.Tensor`` objects (a subclass could override
   ``__torch_function__``); inputs are cloned before the student sees them.
-* **No rewriting the grader.** This module refuses attribute assignment, and at the hidden level
-  the code the notebook executed is audited (:func:`audit_source`) for assignments to torch,
-  numpy, lftutor or the grader, ``setattr``/``__dict__`` tricks, ``exec``/``eval``, ``importlib``.
-  The same audit can run outside the kernel on a submitted notebook (:func:`audit_notebook`).
+* **No rewriting the grader.** This module refuses attribute assignment; test cells import it
+  afresh (``from lftutor import grading``); at the hidden level the code the kernel executed is
+  audited (:func:`audit_source`) for assignments to torch, numpy, lftutor or the grader,
+  ``setattr``/``__dict__`` tricks, ``exec``/``eval``, ``importlib``. In-kernel defences can in
+  principle be undone by code that runs earlier in the same kernel, so the same audit also runs
+  outside the kernel, in ``nbgrader autograde`` (:class:`lftutor.grading_audit.AuditCells`): a
+  notebook with such code scores zero on every autograded cell.
 """
 
 from __future__ import annotations
 
-import ast
 import builtins as _builtins_module
 import math
 import sys
@@ -40,6 +42,7 @@ import lftutor.change_of_variables as _cov
 import lftutor.layers as _layers
 import lftutor.metrics as _metrics
 import lftutor.priors as _priors
+from lftutor.grading_audit import audit_notebook, audit_source
 
 # ``lftutor.train`` (the attribute) is the function train(); the module is in sys.modules.
 _train = sys.modules["lftutor.train"]
@@ -1088,167 +1091,8 @@ def check_log_z(log_z_fn, level: str = "visible") -> None:
 
 
 # ============================================================================================
-# Auditing the code a notebook executed
+# Auditing the code the kernel executed (the pure-AST audit lives in lftutor.grading_audit)
 # ============================================================================================
-_PROTECTED_MODULES = {"torch", "numpy", "lftutor", "builtins", "sys", "math", "IPython", "importlib"}
-_FORBIDDEN_IMPORTS = {"importlib", "gc", "ctypes", "imp", "builtins"}
-_FORBIDDEN_CALLS = {"exec", "eval", "compile", "setattr", "delattr", "__import__", "globals",
-                    "vars", "reload"}
-_FORBIDDEN_DUNDERS = {"__dict__", "__code__", "__globals__", "__builtins__", "__setattr__",
-                      "__delattr__", "__closure__", "__defaults__", "__kwdefaults__",
-                      "__subclasses__", "__import__", "__loader__", "__spec__", "__class__",
-                      "__bases__", "__mro__"}
-_FORBIDDEN_METHODS = {"setprofile", "settrace", "pop", "popitem", "clear", "update",
-                      "setdefault", "__setitem__", "__delitem__", "reload"}
-_FORBIDDEN_MAGICS = {"run", "load", "reset", "autoreload", "aimport", "store", "load_ext"}
-
-
-def _root_name(node):
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        node = node.value
-    return node
-
-
-def audit_source(source: str) -> list[str]:
-    """Lines of ``source`` that could tamper with torch, numpy, lftutor or the graders.
-
-    Flags: assignments to attributes of (aliases of) those modules; rebinding the name
-    ``grading``; ``setattr``/``delattr``/``exec``/``eval``/``compile``/``globals``/``vars``; dunder
-    attributes such as ``__dict__`` or ``__code__``; importing ``importlib``, ``gc``,
-    ``ctypes`` or ``inspect``; mutating ``sys.modules``; ``sys.setprofile``; the IPython magics
-    ``%run``/``%load``/``%reset``/``%autoreload``. Code that does not parse yields no findings.
-
-    Returns:
-        Human-readable findings, empty when nothing is suspicious.
-    """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    protected = {"torch", "np", "numpy", "lftutor", "grading", "builtins", "sys", "math", "nn", "F",
-                 "importlib", "IPython"}
-    findings = []
-
-    def flag(node, why):
-        findings.append(f"line {getattr(node, 'lineno', '?')}: {why}")
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                top = alias.name.split(".")[0]
-                if alias.name.startswith("lftutor.grading"):
-                    flag(node, f"imports {alias.name} under another name")
-                if top in _FORBIDDEN_IMPORTS:
-                    flag(node, f"imports {alias.name}")
-                if top in _PROTECTED_MODULES:
-                    protected.add((alias.asname or alias.name).split(".")[0])
-                if (alias.asname or "") == "grading":
-                    flag(node, "binds the name 'grading' to another module")
-        elif isinstance(node, ast.ImportFrom):
-            top = (node.module or "").split(".")[0]
-            if top in _FORBIDDEN_IMPORTS:
-                flag(node, f"imports from {node.module}")
-            for alias in node.names:
-                bound = alias.asname or alias.name
-                is_setup = node.module == "lftutor" and alias.name == "grading" and alias.asname is None
-                if (bound == "grading" or alias.name == "grading"
-                        or (node.module or "").startswith("lftutor.grading")) and not is_setup:
-                    flag(node, "imports the grader under another name, or binds 'grading' to "
-                               "something else")
-                if top in _PROTECTED_MODULES and alias.name != "*":
-                    protected.add(bound)
-        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
-            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
-            for target in targets:
-                for sub in ast.walk(target):
-                    if isinstance(sub, (ast.Attribute, ast.Subscript)) and isinstance(
-                            sub.ctx, (ast.Store, ast.Del)):
-                        root = _root_name(sub)
-                        if isinstance(root, ast.Name) and root.id in protected:
-                            flag(node, f"assigns to {ast.unparse(sub)}, part of a library module")
-                        elif not isinstance(root, ast.Name):
-                            flag(node, f"assigns to {ast.unparse(sub)}")
-            value = getattr(node, "value", None)
-            if isinstance(node, ast.Assign) and value is not None:
-                root = _root_name(value)
-                if isinstance(root, ast.Name) and root.id in protected:
-                    for target in node.targets:
-                        if isinstance(target, ast.Name):
-                            protected.add(target.id)
-        elif isinstance(node, ast.Name):
-            if node.id == "grading" and isinstance(node.ctx, (ast.Store, ast.Del)):
-                flag(node, "rebinds the name 'grading'")
-            if node.id in _FORBIDDEN_CALLS and isinstance(node.ctx, ast.Load):
-                flag(node, f"uses {node.id}")
-            if node.id in ("__builtins__", "__import__"):
-                flag(node, f"uses {node.id}")
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            if "grading" in node.names:
-                flag(node, "declares 'grading' global")
-        elif isinstance(node, ast.Attribute):
-            if node.attr in _FORBIDDEN_DUNDERS:
-                flag(node, f"uses the attribute {node.attr}")
-            root = _root_name(node)
-            if node.attr in _FORBIDDEN_METHODS and isinstance(root, ast.Name) and root.id in protected:
-                flag(node, f"calls {ast.unparse(node)}")
-            if node.attr in ("modules", "setprofile", "settrace") and isinstance(root, ast.Name) \
-                    and root.id == "sys" and isinstance(node.ctx, ast.Load):
-                parent_ok = node.attr == "modules"  # reading sys.modules (e.g. `in`) is fine
-                if not parent_ok:
-                    flag(node, f"uses sys.{node.attr}")
-        elif isinstance(node, ast.Call):
-            func = node.func
-            if isinstance(func, ast.Attribute) and func.attr in ("run_line_magic", "run_cell_magic",
-                                                                 "magic") and node.args:
-                first = node.args[0]
-                name = first.value.split()[0] if isinstance(first, ast.Constant) and isinstance(
-                    first.value, str) and first.value.split() else ""
-                if name in _FORBIDDEN_MAGICS:
-                    flag(node, f"runs the magic %{name}")
-            if isinstance(func, ast.Attribute) and func.attr in ("run_cell", "ex", "ev",
-                                                                 "run_code", "run_source"):
-                flag(node, f"calls {func.attr}")
-    return sorted(set(findings), key=lambda s: (int(s.split()[1].rstrip(":")) if s.split()[1]
-                                                 .rstrip(":").isdigit() else 0, s))
-
-
-def audit_notebook(path) -> list[str]:
-    """:func:`audit_source` over every code cell of the notebook at ``path`` ("cell N, line M: ...").
-
-    Meant for the autograde pipeline, outside the kernel, on submitted notebooks.
-    """
-    import json
-
-    with open(path, encoding="utf-8") as fh:
-        nb = json.load(fh)
-    findings = []
-    for index, cell in enumerate(nb.get("cells", [])):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else source
-        source = _strip_magics(source)
-        findings += [f"cell {index}, {f}" for f in audit_source(source)]
-    return findings
-
-
-def _strip_magics(source: str) -> str:
-    """Turn IPython magics and shell escapes into Python a parser accepts (for the audit)."""
-    lines = []
-    for line in source.splitlines():
-        stripped = line.lstrip()
-        indent = line[: len(line) - len(stripped)]
-        if stripped.startswith("%%"):
-            name = stripped[2:].split()[0] if stripped[2:].split() else ""
-            lines.append(f"{indent}get_ipython().run_cell_magic({name!r}, '', '')")
-        elif stripped.startswith(("%", "!")):
-            name = stripped[1:].split()[0] if stripped[1:].split() else ""
-            lines.append(f"{indent}get_ipython().run_line_magic({name!r}, '')")
-        else:
-            lines.append(line)
-    return "\n".join(lines)
-
-
 def _audit_kernel_history() -> None:
     """Audit the code this IPython kernel has executed (hidden level only)."""
     try:

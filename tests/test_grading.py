@@ -452,3 +452,32 @@ def test_audit_notebook_reads_cells(tmp_path):
     path.write_text(json.dumps(nb))
     findings = grading.audit_notebook(path)
     assert len(findings) == 1 and findings[0].startswith("cell 2")
+
+
+def test_autograde_preprocessor_fails_every_test_cell_of_a_tampering_notebook():
+    import nbformat
+
+    from lftutor.grading_audit import AuditCells
+
+    def cell(source, **meta):
+        c = nbformat.v4.new_code_cell(source)
+        if meta:
+            c.metadata["nbgrader"] = meta
+        return c
+
+    test_meta = {"grade": True, "solution": False, "locked": True, "points": 1, "grade_id": "t"}
+    clean = nbformat.v4.new_notebook(cells=[
+        cell("import sys\nif 'google.colab' in sys.modules:\n    pass", locked=True, grade_id="setup"),
+        cell("def f(x):\n    return x", solution=True, grade=False, grade_id="f"),
+        cell("from lftutor import grading\ngrading.check_ess(f)", **test_meta)])
+    assert AuditCells().enabled  # nbconvert skips preprocessors that are not enabled
+    nb, _ = AuditCells().preprocess(clean, {})
+    assert not nb.cells[2].source.startswith("raise")
+
+    cheat = nbformat.v4.new_notebook(cells=[
+        cell("class G:\n    pass\ngrading = G()", solution=True, grade=False, grade_id="f"),
+        cell("%matplotlib inline\nx = 1"),  # a cell the student added
+        cell("from lftutor import grading\ngrading.check_ess(f)", **test_meta)])
+    nb, _ = AuditCells().preprocess(cheat, {})
+    assert nb.cells[2].source.startswith("raise AssertionError(")
+    assert "grading" in nb.cells[2].source.splitlines()[0]
