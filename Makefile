@@ -20,8 +20,11 @@ $(VENV)/.installed: pyproject.toml
 
 env: $(VENV)/.installed
 
+# JupyterLab refuses to run as root unless told; containers (and some CI) run as root.
+ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(VENV)/.installed
-	$(RUN) $(VENV)/bin/jupyter lab --ServerApp.root_dir=course
+	$(RUN) $(VENV)/bin/jupyter lab --ServerApp.root_dir=course $(ALLOW_ROOT) $(LAB_ARGS)
 
 test: $(VENV)/.installed
 	$(RUN) $(PY) -m pytest
