@@ -24,6 +24,7 @@ import csv
 import json
 import re
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class StudentResult:
     timed_out: list[str] = field(default_factory=list)  # cells stopped by the timeout
     missing: list[str] = field(default_factory=list)  # notebooks not submitted
     feedback: list[str] = field(default_factory=list)  # feedback HTML files
+    seconds: float = 0.0  # autograde wall time
 
     def fail(self, reason: str) -> None:
         self.status, self.reason = FAILED, reason
@@ -274,8 +276,10 @@ def _grade_assignment(assignment, *, source, course_root, timeout, students, reg
         for res in results:
             if res.status != GRADED:
                 continue
-            log(f"  grading {res.student} ...")
+            start = time.perf_counter()
             result = api.autograde(assignment, res.student, force=True, create=True)
+            res.seconds = round(time.perf_counter() - start, 1)
+            log(f"  autograded {res.student} in {res.seconds:.1f} s")
             (work / "logs").mkdir(exist_ok=True)
             (work / "logs" / f"{res.student}.log").write_text(
                 result.get("log", "") + result.get("error", ""), encoding="utf-8")

@@ -176,10 +176,30 @@ def repair_notebook(submitted, release):
             problems.setdefault(gid, "deleted")
         cells.extend(attached[i])
     repaired = copy.deepcopy(submitted)
-    repaired.cells = cells
+    repaired.cells = _unique_ids(cells)
     ordered = [Repair(gid, problems[gid]) for gid in
                sorted(problems, key=lambda g: index_of[g])]
     return repaired, ordered
+
+
+def _unique_ids(cells: list) -> list:
+    """Give a fresh id to a student cell whose id is also the id of a restored cell (a student
+    cell that replaced a test cell keeps the test's id): nbformat wants unique cell ids."""
+    taken = {c.get("id") for c in cells}
+    seen: set[str] = set()
+    out = []
+    for cell in cells:
+        cid = cell.get("id")
+        if cid is not None and cid in seen:
+            n = 0
+            while f"{cid}-{n}" in taken:
+                n += 1
+            cell = copy.deepcopy(cell)
+            cell["id"] = f"{cid}-{n}"
+            taken.add(cell["id"])
+        seen.add(cell.get("id"))
+        out.append(cell)
+    return out
 
 
 def _moved(gid: str, index_of: dict, order: list[int]) -> bool:

@@ -1,0 +1,92 @@
+"""Per-unit knowledge the autograde tests need: one typical mistake per exercise, and cheats.
+
+Every autograded test cell of every unit must be failed by some :class:`Mistake`; the test
+fails and says so when a unit gains an exercise without one. A mistake is a string replacement
+in the solution's answer; ``fails`` lists the test cells that must lose their points (by
+default the test cells named ``test_<answer>`` or ``test_<answer>_*``); every other autograded
+cell must keep full marks.
+
+A :class:`Cheat` replaces a whole answer cell with code that patches the comparisons
+(:data:`MONKEYPATCH`) and returns zeros of the right shape; it must earn nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Mistake:
+    answer: str  # grade_id of the answer cell
+    old: str
+    new: str
+    why: str  # the mistake in words
+    fails: tuple[str, ...] = ()  # test cells that must score 0 (default: test_<answer>*)
+
+
+@dataclass(frozen=True)
+class Cheat:
+    answer: str
+    source: str  # the whole answer cell; MONKEYPATCH is prepended
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    mistakes: tuple[Mistake, ...]
+    cheats: tuple[Cheat, ...] = field(default=())
+
+
+MONKEYPATCH = """\
+import math
+import numpy as np
+import torch
+torch.allclose = lambda *a, **k: True
+torch.equal = lambda *a, **k: True
+torch.isclose = lambda a, b, *args, **k: torch.ones_like(torch.as_tensor(a), dtype=torch.bool)
+torch.testing.assert_close = lambda *a, **k: None
+np.allclose = lambda *a, **k: True
+np.isclose = lambda *a, **k: True
+np.testing.assert_allclose = lambda *a, **k: None
+math.isclose = lambda *a, **k: True
+"""
+
+SPECS: dict[str, UnitSpec] = {
+    "01_change_of_variables": UnitSpec(
+        mistakes=(
+            Mistake("box_muller", "torch.sqrt(-2.0 * torch.log(u[:, 0]))",
+                    "torch.sqrt(-torch.log(u[:, 0]))", "radius without the factor 2"),
+            Mistake("box_muller_log_det", "math.log(2.0 * math.pi) - torch.log(u[:, 0])",
+                    "math.log(2.0 * math.pi) + torch.log(u[:, 0])", "log u1 with the wrong sign"),
+            Mistake("simple_coupling_reverse", "return x, -s", "return x, s",
+                    "reverse returns the forward log-det"),
+        ),
+        cheats=(
+            Cheat("box_muller", "def box_muller(u):\n    return torch.zeros_like(u)\n"),
+            Cheat("box_muller_log_det",
+                  "def box_muller_log_det(u):\n    return torch.zeros(u.shape[0], dtype=u.dtype)\n"),
+            Cheat("simple_coupling_reverse", """\
+class SimpleCouplingLayer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.s = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+    def forward(self, x):
+        return torch.zeros_like(x), torch.zeros(x.shape[0], dtype=x.dtype)
+
+    def reverse(self, y):
+        return torch.zeros_like(y), torch.zeros(y.shape[0], dtype=y.dtype)
+"""),
+        ),
+    ),
+    "fixture": UnitSpec(
+        mistakes=(
+            Mistake("square", "return x * x", "return x * abs(x)",
+                    "wrong sign for negative numbers (only the hidden test sees it)"),
+            Mistake("mean_energy", "** 2))", "))", "averages phi instead of phi^2"),
+            Mistake("magnetization", "np.mean(phi)", "np.sum(phi)", "sum instead of mean"),
+        ),
+        cheats=(
+            Cheat("mean_energy", "def mean_energy(phi):\n    return 0.0\n"),
+        ),
+    ),
+}
