@@ -25,6 +25,12 @@ from lftutor import (
     make_conv_net,
     make_phi4_affine_layers,
 )
+from lftutor.splines import (
+    SplineCoupling,
+    ZeroModeSpline,
+    make_phi4_spline_layers,
+    make_sublattice_masks,
+)
 
 
 def _perturb(module: torch.nn.Module) -> torch.nn.Module:
@@ -47,6 +53,21 @@ def _stack(shape):
                                                kernel_size=3))
 
 
+def _spline(shape, update, condition, kernel_size=3):
+    masks = make_sublattice_masks(shape)
+    masks["even"] = masks["a"] + masks["b"]
+    return SplineCoupling(masks[update], masks[condition], kernel_size=kernel_size,
+                          hidden_sizes=[6], n_bins=4, bound=4.0)
+
+
+def _spline_stack(shape):
+    prior = SimpleNormal.standard(shape, dtype=torch.float64)
+    layers = [ZeroModeSpline(shape, n_bins=4),
+              *make_phi4_spline_layers(lattice_shape=shape, n_even_layers=2, hidden_sizes=[6],
+                                       n_bins=4)]
+    return Flow(prior, layers)
+
+
 # name -> (builder returning a module, input shape without batch)
 LAYERS = {
     "simple_coupling_2d": (lambda: SimpleCouplingLayer(), (2,)),
@@ -66,6 +87,12 @@ LAYERS = {
     "gff_linear_model": (lambda: linear_coupling_model((4, 4), n_layers=3), (4, 4)),
     "gff_nonlinear_model": (lambda: nonlinear_coupling_model((4, 4), n_layers=2, hidden_sizes=[8]), (4, 4)),
     "gff_equivariant_model": (lambda: equivariant_linear_model((4, 4), n_layers=2, radius=1), (4, 4)),
+    "spline_odd_given_even_2d": (lambda: _spline((4, 4), "odd", "even"), (4, 4)),
+    "spline_a_given_b_2d": (lambda: _spline((4, 6), "a", "b"), (4, 6)),
+    "spline_b_given_a_3d": (lambda: _spline((2, 2, 4), "b", "a"), (2, 2, 4)),
+    "spline_a_given_b_1d": (lambda: _spline((8,), "a", "b", kernel_size=5), (8,)),
+    "zero_mode_spline": (lambda: ZeroModeSpline((4, 4), n_bins=4), (4, 4)),
+    "phi4_spline_flow": (lambda: _spline_stack((4, 4)), (4, 4)),
 }
 
 
