@@ -78,7 +78,8 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | 
           time_budget: float | None = None, batch_size: int = 64, lr: float = 1e-3,
           optimizer: torch.optim.Optimizer | None = None,
           lr_schedule: Callable[[float], float] | None = None, ess_every: int = 1,
-          callbacks: Iterable = (), history: History | None = None) -> History:
+          num_threads: int | None = None, callbacks: Iterable = (),
+          history: History | None = None) -> History:
     r"""Train ``flow`` on the target :math:`p\propto e^{-S}` by reverse KL with Adam.
 
     Each step draws ``batch_size`` samples :math:`\phi\sim q`, computes
@@ -95,6 +96,7 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | 
         lr_schedule: factor applied to the base rate as a function of progress in [0, 1]
             (fraction of steps or of the time budget), e.g. :func:`cosine_schedule`.
         ess_every: compute the batch ESS every this many steps (it costs a little).
+        num_threads: torch's CPU threads during training, restored afterwards (``None``: keep).
         callbacks: :class:`Callback` objects or plain ``f(history)`` functions.
         history: continue an earlier run's history (steps keep counting).
 
@@ -112,6 +114,8 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | 
         raise ValueError(f"expected a positive time_budget in seconds, got {time_budget!r}")
     check_positive_int(batch_size, name="batch_size")
     check_positive_int(ess_every, name="ess_every")
+    if num_threads is not None:
+        check_positive_int(num_threads, name="num_threads")
     callbacks = [_as_callback(cb) for cb in callbacks]
     history = History() if history is None else history
     if optimizer is None:
@@ -119,46 +123,52 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | 
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     first_step = history.step[-1] + 1 if history.step else 0
 
-    flow.train()
-    for cb in callbacks:
-        cb.on_train_begin(history)
-    start = time.perf_counter()
-    i = 0
-    while True:
-        elapsed = time.perf_counter() - start
-        progress = max(i / steps if steps else 0.0,
-                       elapsed / time_budget if time_budget else 0.0)
-        if (steps is not None and i >= steps) or (time_budget is not None and elapsed >= time_budget):
-            break
-        factor = lr_schedule(progress) if lr_schedule is not None else 1.0
-        for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base * factor
-
-        phi, log_q = flow.sample(batch_size)
-        log_p = -action(phi)
-        loss = reverse_kl(log_p, log_q)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"the loss became {loss.item()} at step {first_step + i}: the flow produced "
-                "fields where q or S overflow. Lower the learning rate, use a final tanh in the "
-                "conditioners, or train in float64.")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-        with torch.no_grad():
-            lw = log_weights(log_p.detach(), log_q.detach())
-            history.step.append(first_step + i)
-            history.loss.append(loss.item())
-            history.ess.append(ess(log_p, log_q).item() if i % ess_every == 0 else float("nan"))
-            history.logw_mean.append(lw.mean().item())
-            history.logw_std.append(lw.std().item() if lw.numel() > 1 else 0.0)
-            history.seconds.append(time.perf_counter() - start)
-            history.lr.append(optimizer.param_groups[0]["lr"])
+    threads_before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        flow.train()
         for cb in callbacks:
-            cb.on_step(history)
-        i += 1
-    for group, base in zip(optimizer.param_groups, base_lrs):
+            cb.on_train_begin(history)
+        start = time.perf_counter()
+        i = 0
+        while True:
+            elapsed = time.perf_counter() - start
+            progress = max(i / steps if steps else 0.0,
+                           elapsed / time_budget if time_budget else 0.0)
+            if (steps is not None and i >= steps) or (time_budget is not None and elapsed >= time_budget):
+                break
+            factor = lr_schedule(progress) if lr_schedule is not None else 1.0
+            for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                group["lr"] = base * factor
+
+            phi, log_q = flow.sample(batch_size)
+            log_p = -action(phi)
+            loss = reverse_kl(log_p, log_q)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the loss became {loss.item()} at step {first_step + i}: the flow produced "
+                    "fields where q or S overflow. Lower the learning rate, use a final tanh in the "
+                    "conditioners, or train in float64.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+            with torch.no_grad():
+                lw = log_weights(log_p.detach(), log_q.detach())
+                history.step.append(first_step + i)
+                history.loss.append(loss.item())
+                history.ess.append(ess(log_p, log_q).item() if i % ess_every == 0 else float("nan"))
+                history.logw_mean.append(lw.mean().item())
+                history.logw_std.append(lw.std().item() if lw.numel() > 1 else 0.0)
+                history.seconds.append(time.perf_counter() - start)
+                history.lr.append(optimizer.param_groups[0]["lr"])
+            for cb in callbacks:
+                cb.on_step(history)
+            i += 1
+    finally:
+        torch.set_num_threads(threads_before)
+    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
         group["lr"] = base
     for cb in callbacks:
         cb.on_train_end(history)
