@@ -78,6 +78,52 @@ class SimpleCouplingLayer(torch.nn.Module):
 """),
         ),
     ),
+    "02_phi4_lattice": UnitSpec(
+        mistakes=(
+            Mistake("phi4_action",
+                    "2 * phi - torch.roll(phi, 1, dims=dim) - torch.roll(phi, -1, dims=dim)",
+                    "phi - torch.roll(phi, 1, dims=dim)", "one-sided difference: half the kinetic term"),
+            Mistake("gaussian_log_prob", "-0.5 * z**2 - 0.5 * math.log(2 * math.pi)", "-0.5 * z**2",
+                    "drops the normalization -log(2 pi)/2 per site"),
+            Mistake("slope_one_intercept", "(y - x).mean()", "(x - y).mean()",
+                    "intercept with the wrong sign"),
+        ),
+        cheats=(
+            Cheat("phi4_action",
+                  "def phi4_action(phi, m2, lam):\n    return torch.zeros(phi.shape[0], dtype=phi.dtype)\n"),
+            Cheat("gaussian_log_prob",
+                  "def gaussian_log_prob(z):\n    return torch.zeros(z.shape[0], dtype=z.dtype)\n"),
+            Cheat("slope_one_intercept", "def slope_one_intercept(x, y):\n    return 0.0\n"),
+        ),
+    ),
+    "03_affine_coupling": UnitSpec(
+        mistakes=(
+            Mistake("checker_mask", "(i + j + parity) % 2 == 0", "(i + j + parity) % 2 == 1",
+                    "parity flipped"),
+            Mistake("affine_reverse", "log_det = -((1 - m) * s).sum(dim=(1, 2))",
+                    "log_det = ((1 - m) * s).sum(dim=(1, 2))", "reverse returns the forward log-det"),
+            Mistake("affine_stack", "make_checker_mask(lattice_shape, i % 2)",
+                    "make_checker_mask(lattice_shape, 0)", "every layer updates the same sites"),
+        ),
+        cheats=(
+            Cheat("checker_mask",
+                  "def checker_mask(lattice_shape, parity):\n    return torch.zeros(lattice_shape)\n"),
+            Cheat("affine_reverse", """\
+class AffineCoupling(nn.Module):
+    def __init__(self, net, mask):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mask", mask)
+
+    def forward(self, z):
+        return torch.zeros_like(z), torch.zeros(z.shape[0], dtype=z.dtype)
+
+    def reverse(self, phi):
+        return torch.zeros_like(phi), torch.zeros(phi.shape[0], dtype=phi.dtype)
+"""),
+            Cheat("affine_stack", "def make_affine_stack(**kwargs):\n    return nn.ModuleList()\n"),
+        ),
+    ),
     "fixture": UnitSpec(
         mistakes=(
             Mistake("square", "return x * x", "return x * abs(x)",

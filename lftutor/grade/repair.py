@@ -101,6 +101,10 @@ def repair_notebook(submitted, release):
     Returns ``(notebook, repairs)``; ``repairs`` lists the protected cells that were missing,
     edited, re-typed or moved, and is empty when the submission was intact (the notebook
     returned is then ``submitted`` itself, untouched).
+
+    Student cells are placed by anchors: protected and answer cells by ``grade_id``, other
+    release cells (instructions) by identical source; each remaining student cell follows the
+    anchor it followed in the submission.
     """
     release_cells = list(release.cells)
     index_of = {}
@@ -108,15 +112,20 @@ def repair_notebook(submitted, release):
         gid = _grade_id(cell)
         if gid is not None and (is_protected(cell) or is_answer(cell)):
             index_of.setdefault(gid, i)
+    tracked = set(index_of.values())
     protected_ids = {gid for gid, i in index_of.items() if is_protected(release_cells[i])}
     protected_by_source = {_norm(release_cells[index_of[gid]].source): gid for gid in protected_ids
                            if _norm(release_cells[index_of[gid]].source)}
+    plain_by_source: dict[str, list[int]] = defaultdict(list)
+    for i, cell in enumerate(release_cells):
+        if i not in tracked and _norm(cell.source):
+            plain_by_source[_norm(cell.source)].append(i)
 
-    answers: dict[int, object] = {}
+    kept: dict[int, object] = {}  # release index -> the student's cell (answers, instructions)
     attached: dict[int, list] = defaultdict(list)  # release index -> student cells after it
     problems: dict[str, str] = {}
     seen: set[str] = set()
-    order: list[int] = []  # release indices in the order the submission has them
+    order: list[int] = []  # release indices of tracked cells, in the submission's order
     current = -1
     changed = False
     for cell in submitted.cells:
@@ -130,30 +139,38 @@ def repair_notebook(submitted, release):
                 problem = _problem(cell, release_cell)
                 if problem:
                     problems[gid] = problem
-            else:
-                cell = copy.deepcopy(cell)
-                if _problem(cell, release_cell) in ("metadata altered", "cell type changed"):
+            else:  # an answer: the student's source, the release's type and metadata
+                if (cell.cell_type != release_cell.cell_type
+                        or cell.metadata["nbgrader"] != release_cell.metadata["nbgrader"]):
                     changed = True
+                cell = copy.deepcopy(cell)
                 cell.metadata["nbgrader"] = copy.deepcopy(release_cell.metadata["nbgrader"])
-                answers[current] = cell
+                kept[current] = cell
             continue
-        # Not a cell the grader tracks (any more): keep it as plain student work.
+        # Not a cell the grader tracks (any more): plain student work from here on.
         if "nbgrader" in cell.get("metadata", {}):
             cell = copy.deepcopy(cell)
             del cell.metadata["nbgrader"]
             changed = True
             if gid in protected_ids:  # a second copy of a protected cell
                 continue
-        twin = protected_by_source.get(_norm(cell.source))
+        source = _norm(cell.source)
+        twin = protected_by_source.get(source)
         if twin is not None:  # a protected cell stripped of (or with altered) metadata
             if twin not in seen:
                 problems.setdefault(twin, "metadata altered")
             changed = True
             continue
+        free = [i for i in plain_by_source.get(source, []) if i not in kept]
+        if free:  # an instruction cell of the release: it anchors what follows
+            current = free[0]
+            kept[current] = cell
+            continue
         attached[current].append(cell)
 
-    for gid in protected_ids - seen:
-        problems.setdefault(gid, "deleted")
+    for gid in set(index_of) - seen:
+        if gid in protected_ids or release_cells[index_of[gid]].metadata["nbgrader"].get("grade"):
+            problems.setdefault(gid, "deleted")  # a test, or a manually graded answer
     if order != sorted(order):
         changed = True
         for gid in protected_ids & seen:
@@ -168,12 +185,11 @@ def repair_notebook(submitted, release):
         gid = _grade_id(release_cell)
         if gid in protected_ids and index_of[gid] == i:
             cells.append(_fresh_copy(release_cell))
-        elif i in answers:
-            cells.append(answers[i])
-        elif gid in index_of and index_of[gid] == i and release_cell.metadata["nbgrader"].get("grade"):
+        elif i in kept:
+            cells.append(kept[i])
+        elif problems.get(gid) == "deleted" and index_of[gid] == i:
             # a deleted, manually graded answer: give back the empty answer cell to grade
             cells.append(_fresh_copy(release_cell))
-            problems.setdefault(gid, "deleted")
         cells.extend(attached[i])
     repaired = copy.deepcopy(submitted)
     repaired.cells = _unique_ids(cells)
