@@ -53,7 +53,8 @@ def test_history_continues_across_calls():
 
 def test_time_budget_stops_training():
     hist = train(_flow(), ScalarPhi4Action(-4, 8), time_budget=0.5, batch_size=8)
-    assert 0 < len(hist) and hist.seconds[-1] >= 0.5 and hist.seconds[-2] < 0.5
+    # it stops at the first step that ends after the budget (a loaded machine may fit one step)
+    assert 0 < len(hist) and hist.seconds[-1] >= 0.5 and all(s < 0.5 for s in hist.seconds[:-1])
 
 
 def test_nan_loss_raises_with_the_step_number():
