@@ -138,6 +138,17 @@ class AffineCoupling(nn.Module):
             Cheat("estimate_log_z", "def estimate_log_z(log_p, log_q):\n    return torch.zeros(())\n"),
         ),
     ),
+    "fixture": UnitSpec(
+        mistakes=(
+            Mistake("square", "return x * x", "return x * abs(x)",
+                    "wrong sign for negative numbers (only the hidden test sees it)"),
+            Mistake("mean_energy", "** 2))", "))", "averages phi instead of phi^2"),
+            Mistake("magnetization", "np.mean(phi)", "np.sum(phi)", "sum instead of mean"),
+        ),
+        cheats=(
+            Cheat("mean_energy", "def mean_energy(phi):\n    return 0.0\n"),
+        ),
+    ),
     "06_free_field": UnitSpec(
         mistakes=(
             Mistake("free_field_covariance", "K[site, (ni % L) * L + nj % L] -= 1.0",
