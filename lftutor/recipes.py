@@ -21,6 +21,7 @@ from lftutor.flows import Flow
 from lftutor.layers import make_phi4_affine_layers
 from lftutor.priors import SimpleNormal
 from lftutor.splines import ZeroModeSpline, make_phi4_spline_layers
+from lftutor.symmetry import Z2Symmetric
 from lftutor.train import cosine_schedule
 
 
@@ -36,6 +37,10 @@ class Recipe:
             ``n_layers - 1`` even-sublattice couplings and one odd-given-even coupling).
         n_bins: spline bins (``"spline"`` only).
         zero_mode: start with a :class:`lftutor.splines.ZeroModeSpline` (``"spline"`` only).
+        z2_symmetric: wrap the flow in :class:`lftutor.symmetry.Z2Symmetric`, the mixture of
+            the flow and its mirror image, so that no training can lose one sign of the field.
+        gradient: the gradient estimator of :func:`lftutor.train.train` (``"reparam"`` or
+            ``"path"``).
         batch_size, lr: Adam settings per step.
         lr_schedule: learning-rate factor as a function of progress in [0, 1], or ``None``.
         ess_every: how often the training loop computes the batch ESS.
@@ -51,11 +56,13 @@ class Recipe:
     kernel_size: int = 3
     n_bins: int = 8
     zero_mode: bool = False
+    z2_symmetric: bool = False
     batch_size: int = 64
     lr: float = 1e-3
     lr_schedule: Callable[[float], float] | None = field(default=None, compare=False)
     ess_every: int = 1
     num_threads: int | None = None
+    gradient: str = "reparam"
 
     def __post_init__(self):
         if self.coupling not in ("affine", "spline"):
@@ -64,8 +71,12 @@ class Recipe:
             raise ValueError(f"expected n_layers >= 3 for a spline recipe (two even couplings and "
                              f"the odd one), got {self.n_layers}")
 
-    def build_flow(self, lattice_shape, *, dtype=torch.float32, device=None) -> Flow:
-        """A freshly initialised flow for ``lattice_shape`` with this recipe's architecture."""
+    def build_flow(self, lattice_shape, *, dtype=torch.float32, device=None) -> Flow | Z2Symmetric:
+        """A freshly initialised flow for ``lattice_shape`` with this recipe's architecture.
+
+        A :class:`lftutor.Flow`, or with ``z2_symmetric`` a :class:`lftutor.symmetry.Z2Symmetric`
+        around one (both have ``sample(n)``, ``log_prob(phi)`` and ``state_dict()``).
+        """
         prior = SimpleNormal.standard(lattice_shape, dtype=dtype, device=device)
         if self.coupling == "affine":
             layers = make_phi4_affine_layers(n_layers=self.n_layers, lattice_shape=lattice_shape,
@@ -77,12 +88,14 @@ class Recipe:
                 hidden_sizes=self.hidden_sizes, kernel_size=self.kernel_size))
             if self.zero_mode:
                 layers.insert(0, ZeroModeSpline(lattice_shape, n_bins=self.n_bins))
-        return Flow(prior, layers).to(dtype=dtype, device=device)
+        flow = Flow(prior, layers).to(dtype=dtype, device=device)
+        return Z2Symmetric(flow) if self.z2_symmetric else flow
 
     def train_kwargs(self) -> dict:
         """Keyword arguments for :func:`lftutor.train.train`."""
         return {"batch_size": self.batch_size, "lr": self.lr, "lr_schedule": self.lr_schedule,
-                "ess_every": self.ess_every, "num_threads": self.num_threads}
+                "ess_every": self.ess_every, "num_threads": self.num_threads,
+                "gradient": self.gradient}
 
 
 #: The recipe of the tutorial (arXiv:2101.08176): what the notebooks teach.
