@@ -25,6 +25,7 @@ from lftutor import (
     make_conv_net,
     make_phi4_affine_layers,
 )
+from lftutor.preconditioners import FourierScale
 from lftutor.splines import (
     SplineCoupling,
     ZeroModeSpline,
@@ -93,6 +94,9 @@ LAYERS = {
     "spline_a_given_b_1d": (lambda: _spline((8,), "a", "b", kernel_size=5), (8,)),
     "zero_mode_spline": (lambda: ZeroModeSpline((4, 4), n_bins=4), (4, 4)),
     "phi4_spline_flow": (lambda: _spline_stack((4, 4)), (4, 4)),
+    "fourier_scale_2d": (lambda: FourierScale((4, 6)), (4, 6)),
+    "fourier_scale_1d": (lambda: FourierScale((5,)), (5,)),
+    "fourier_scale_3d": (lambda: FourierScale((2, 4, 3)), (2, 4, 3)),
 }
 
 
