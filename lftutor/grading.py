@@ -229,11 +229,28 @@ _FORBID = {
 def _call(exercise: str, what: str, fn, *args, **kwargs):
     """Call the student's ``fn`` with the tripwire armed; translate failures into lessons."""
     codes, files = _FORBID[exercise]
-    hook = _Tripwire(codes, set(files) | {_GRADING_FILE})
+    return guarded_call(what, fn, args, kwargs, codes=codes, files=files,
+                        forbidden="the reference implementation of this very exercise")
+
+
+def guarded_call(what: str, fn, args=(), kwargs=None, *, codes=frozenset(), files=(),
+                 forbidden: str = "lftutor's own implementation of what this exercise asks for",
+                 grader_files=()):
+    """Call ``fn(*args, **kwargs)`` with a profiler tripwire on ``codes`` and ``files``.
+
+    The grader modules (this file and ``grader_files``) are always forbidden too. Failures turn
+    into :class:`GradingError` with a lesson: a ``NotImplementedError`` left in place, another
+    exception, switching off the tracing, returning a ``torch.Tensor`` subclass (which could
+    override comparisons), or calling into ``forbidden`` (named in the message).
+
+    Every unit's grader (``grading``, ``grading_gff``, ``grading_mcmc``) runs answers through
+    this one function, so the rules are the same everywhere.
+    """
+    hook = _Tripwire(codes, set(files) | {_GRADING_FILE, *grader_files})
     previous = _getprofile()
     _setprofile(hook)
     try:
-        out = fn(*args, **kwargs)
+        out = fn(*args, **(kwargs or {}))
     except GradingError:
         raise
     except NotImplementedError as err:
@@ -254,9 +271,9 @@ def _call(exercise: str, what: str, fn, *args, **kwargs):
                                "of torch.Tensor; return plain torch.Tensor objects.")
     if hook.hits:
         raise GradingError(
-            f"{what} calls {hook.hits[0]}, the reference implementation of this very exercise "
-            "(or a grader function). The point is to write it yourself from the formula: torch "
-            "operations are fine, lftutor's answer is not.")
+            f"{what} calls {hook.hits[0]}, {forbidden} (or a grader function). The point is to "
+            "write it yourself from the formula: torch and numpy operations are fine, lftutor's "
+            "answer is not.")
     return out
 
 

@@ -62,7 +62,6 @@ _L = types.SimpleNamespace(
     nonzero=_torch.nonzero, transpose=_torch.transpose, setitem=_torch.Tensor.__setitem__,
     Parameter=_torch.nn.Parameter, tmean=_torch.mean, randperm=_torch.randperm,
 )
-_setprofile, _getprofile = sys.setprofile, sys.getprofile
 _LOG_2PI = math.log(2 * math.pi)
 _THIS_FILE = __file__
 
@@ -89,37 +88,9 @@ _FORBID = {
 
 
 def _call(exercise: str, what: str, fn, *args):
-    """Call the student's ``fn`` under the profiler tripwire (the pattern of ``grading._call``)."""
+    """Call the student's ``fn`` under the tripwire of :func:`lftutor.grading.guarded_call`."""
     codes, files = _FORBID[exercise]
-    hook = _g._Tripwire(codes, set(files) | {_g._GRADING_FILE, _THIS_FILE})
-    previous = _getprofile()
-    _setprofile(hook)
-    try:
-        out = fn(*args)
-    except GradingError:
-        raise
-    except NotImplementedError as err:
-        raise GradingError(f"{what} still raises NotImplementedError: replace the line "
-                           "`raise NotImplementedError()` with your code.") from err
-    except Exception as err:
-        raise GradingError(f"{what} raised {type(err).__name__}: {err}") from err
-    finally:
-        current = _getprofile()
-        _setprofile(previous)
-    if current is not hook:
-        raise GradingError(f"{what} switched off the grader's call tracing (sys.setprofile); "
-                           "answers must not touch the interpreter's hooks.")
-    for item in (out, *(out if isinstance(out, (tuple, list)) else ())):
-        if isinstance(item, _T.Tensor) and type(item) is not _T.Tensor \
-                and type(item) is not _L.Parameter:
-            raise GradingError(f"{what} returned an object of type {type(item).__name__}, a subclass "
-                               "of torch.Tensor; return plain torch.Tensor objects.")
-    if hook.hits:
-        raise GradingError(
-            f"{what} calls {hook.hits[0]}, lftutor's own implementation of what this exercise asks "
-            "for (or a grader function). The point is to build it yourself from the formula: torch "
-            "operations are fine, lftutor's answer is not.")
-    return out
+    return _g.guarded_call(what, fn, args, codes=codes, files=files, grader_files=(_THIS_FILE,))
 
 
 def _number(out, what: str) -> float:
