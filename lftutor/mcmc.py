@@ -82,7 +82,7 @@ def flow_metropolis(flow, action: Callable[[torch.Tensor], torch.Tensor], n_samp
         # scalars; index 0 of `pool` is the state carried over from the previous batch.
         idx = torch.empty(n, dtype=torch.long)
         current = 0
-        for i, (lw, lu) in enumerate(zip(log_w.tolist(), log_u.tolist())):
+        for i, (lw, lu) in enumerate(zip(log_w.tolist(), log_u.tolist(), strict=True)):
             if lu < lw - current_lw:
                 current, current_lw = i + 1, lw
                 accepted[done + i] = True

@@ -45,7 +45,8 @@ def two_point(phi: torch.Tensor, *, connected: bool = True) -> torch.Tensor:
 
 
 def susceptibility(phi: torch.Tensor) -> torch.Tensor:
-    r"""Two-point susceptibility :math:`\chi_2 = \sum_x G_c(x) = (\langle M^2\rangle - \langle M\rangle^2)/V`."""
+    r"""Two-point susceptibility
+    :math:`\chi_2 = \sum_x G_c(x) = (\langle M^2\rangle - \langle M\rangle^2)/V`."""
     m = magnetization(phi).to(torch.float64)
     volume = math.prod(phi.shape[1:])
     return ((m**2).mean() - m.mean() ** 2) / volume
