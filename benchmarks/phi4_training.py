@@ -7,7 +7,9 @@ A recipe name may end in ``@N`` to train it with N torch threads instead of its 
 (``tutorial`` keeps torch's default). Runs are interleaved (seed, budget, then recipe), so a
 change of the machine's load during the benchmark hits every recipe alike. Each row: optimiser
 steps done, training seconds, and ESS and independence-Metropolis acceptance on 8192 fresh
-samples (float32 training, float64 weights for the metrics). Ends with a summary: median and
+samples (float32 training, float64 weights for the metrics), and the fraction of fresh samples
+with positive magnetization (``M>0``: 0.5 for a flow that covers both signs of the field, near 0
+or 1 for one that lost a mode, whose ESS cannot show it). Ends with a summary: median and
 minimum ESS per recipe and budget.
 """
 
@@ -52,11 +54,13 @@ def run(spec: str, seed: int, budget: float, *, L: int, m2: float, lam: float,
     try:
         ev = evaluate(flow, action, n_samples=eval_samples,
                       generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():  # a flow that lost one sign of the field shows it here
+            positive = float((flow.sample(eval_samples)[0].flatten(1).sum(1) > 0).double().mean())
     finally:
         torch.set_num_threads(threads)
     return {"recipe": spec, "seed": seed, "budget": budget, "steps": len(hist),
             "seconds": round(seconds, 1), "ess": ev["ess"], "acceptance": ev["acceptance"],
-            "loss": ev["loss"], "load": round(os.getloadavg()[0], 2)}
+            "loss": ev["loss"], "positive": positive, "load": round(os.getloadavg()[0], 2)}
 
 
 def main(argv=None) -> None:
@@ -77,7 +81,7 @@ def main(argv=None) -> None:
           f"{torch.__version__} (default {torch.get_num_threads()} threads), L={args.L}, "
           f"m2={args.m2}, lam={args.lam}, {args.eval_samples} fresh samples per row")
     print(f"{'recipe':>12} {'budget':>6} {'seed':>4} {'steps':>6} {'sec':>6} {'ESS':>7} "
-          f"{'accept':>7} {'loss':>8} {'load':>5}", flush=True)
+          f"{'accept':>7} {'loss':>8} {'M>0':>5} {'load':>5}", flush=True)
     rows = []
     for seed in args.seeds:
         for budget in args.budgets:
@@ -87,7 +91,7 @@ def main(argv=None) -> None:
                 rows.append(r)
                 print(f"{r['recipe']:>12} {r['budget']:>6g} {r['seed']:>4} {r['steps']:>6} "
                       f"{r['seconds']:>6.1f} {r['ess']:>7.3f} {r['acceptance']:>7.3f} "
-                      f"{r['loss']:>8.3f} {r['load']:>5.2f}", flush=True)
+                      f"{r['loss']:>8.3f} {r['positive']:>5.2f} {r['load']:>5.2f}", flush=True)
                 if args.jsonl:
                     with open(args.jsonl, "a") as f:
                         f.write(json.dumps(r) + "\n")

@@ -6,12 +6,14 @@ import torch
 from lftutor import ScalarPhi4Action
 from lftutor.recipes import FAST, Recipe
 from lftutor.splines import SplineCoupling, ZeroModeSpline
+from lftutor.symmetry import Z2Symmetric
 from lftutor.train import train
 
 
-def test_fast_recipe_is_a_zero_mode_spline_then_spline_couplings():
-    flow = FAST.build_flow((8, 8))
-    kinds = [type(layer) for layer in flow.layers]
+def test_fast_recipe_is_a_mirror_symmetric_zero_mode_spline_then_spline_couplings():
+    model = FAST.build_flow((8, 8))
+    assert isinstance(model, Z2Symmetric)
+    kinds = [type(layer) for layer in model.flow.layers]
     assert kinds == [ZeroModeSpline] + [SplineCoupling] * FAST.n_layers
     assert FAST.train_kwargs()["num_threads"] == 1
 
