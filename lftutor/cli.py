@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     gff.add_argument("--n-layers", type=_positive_int, default=4, help="coupling layers (default 4)")
     gff.add_argument("--batch-size", type=_positive_int, default=1024)
     gff.add_argument("--lr", type=_positive_float, default=2e-2, help="Adam learning rate (cosine decay)")
+    gff.add_argument("--gradient", choices=["path", "reparam"], default="path",
+                     help="reverse-KL gradient estimator (default: path, whose noise vanishes as "
+                     "q approaches p; see lftutor.train.path_gradient_loss)")
+    gff.add_argument("--threads", type=_positive_int, default=1,
+                     help="torch CPU threads while training (default 1: fastest for these sizes)")
     _add_common_training_arguments(gff, default_budget=30)
     _add_mcmc_command(sub)
     _add_instructor_commands(sub)
@@ -148,9 +153,11 @@ def _train_gff(args) -> dict:
     action = FreeFieldAction(args.m2, (args.L, args.L))
     flow = GFF_MODELS[args.model]((args.L, args.L), n_layers=args.n_layers, dtype=dtype).to(device)
     metrics, steps, seconds = _run_training(args, flow, action, batch_size=args.batch_size, lr=args.lr,
-                                            lr_schedule=cosine_schedule, ess_every=10)
+                                            lr_schedule=cosine_schedule, ess_every=10,
+                                            gradient=args.gradient, num_threads=args.threads)
     return {
         "model": f"gff-{args.model}", "L": args.L, "m2": args.m2, "n_layers": args.n_layers,
+        "gradient": args.gradient,
         "seed": args.seed, "dtype": args.dtype, "device": str(device), "steps": steps,
         "train_seconds": round(seconds, 3), "ess": metrics["ess"], "acceptance": metrics["acceptance"],
         "kl": exact_kl(metrics["loss"], action.log_z), "loss": metrics["loss"],

@@ -147,8 +147,10 @@ def linear_coupling_model(lattice_shape: Sequence[int], *, n_layers: int = 2,
     The model is :math:`\phi = D\,T_n\cdots T_1 z` with unit block-triangular :math:`T_i`: a
     linear map, so it can represent a square root of the free field's :math:`\Sigma` (any
     :math:`A` with :math:`A A^T = \Sigma`). In practice two layers stall (exact KL near 0.9 at
-    L=8, m2=0.25, because the last scaling is diagonal, not block-diagonal); four train to
-    ESS > 0.9 in half a minute.
+    L=8, m2=0.25, because the last scaling is diagonal, not block-diagonal); four, trained with
+    path gradients (``train(..., gradient="path")``), reach ESS 1.000 and exact KL < 1e-4 in
+    half a minute on one CPU thread, and ESS 0.94 with the usual gradient
+    (``benchmarks/README.md``).
     """
     shape = check_lattice_shape(lattice_shape)
     check_positive_int(n_layers, name="n_layers")
