@@ -1,14 +1,19 @@
 r"""Exact global symmetries for flows: the :math:`Z_2` mirror :math:`\phi \to -\phi` of phi^4.
 
-The phi^4 action is even, :math:`S(-\phi) = S(\phi)`, and in the broken phase
-(:math:`m^2 = -4, \lambda = 8` at ``L = 8``) its distribution has two modes, one per sign of the
-magnetization. Reverse-KL training is *mode seeking*: a flow often learns one mode only. It then
-misses half of the distribution, which its own samples cannot reveal (their ESS may look fine),
-the loss stays :math:`\log 2` above the best, and :math:`\langle M\rangle` and :math:`\chi_2` come
-out wrong even after Metropolis correction, because the chain never visits the other sign.
+The phi^4 action is even, :math:`S(-\phi) = S(\phi)`, so the target is mirror symmetric, but a
+flow learns the symmetry only approximately. :class:`Z2Symmetric` builds it in: the even mixture
+:math:`q_s = \tfrac12(q + \tilde q)` of a flow :math:`q` and its mirror image
+:math:`\tilde q(\phi) = q(-\phi)`. Since the KL divergence is convex in its first argument and
+:math:`D(\tilde q\|p) = D(q\|p)` for an even :math:`p`,
 
-:class:`Z2Symmetric` removes the problem by construction: it is the even mixture of a flow and its
-mirror image (arXiv:2107.00734 discusses mode collapse and such mixtures for lattice theories).
+.. math::
+    D_{KL}(q_s\|p) \le \tfrac12 D_{KL}(q\|p) + \tfrac12 D_{KL}(\tilde q\|p) = D_{KL}(q\|p):
+
+the mixture is never worse than the flow inside it. In the broken phase (:math:`m^2` negative
+enough), where the distribution has one mode per sign of the magnetization, it also removes
+*mode collapse*: reverse-KL training is mode seeking and often finds one sign only, which the
+flow's own samples cannot reveal; the mixture covers both. (arXiv:2107.00734 discusses mode
+collapse and such mixtures for lattice theories.)
 """
 
 from __future__ import annotations
