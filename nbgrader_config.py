@@ -36,3 +36,13 @@ c.Autograde.sanitize_preprocessors = [
     "lftutor.grading_audit.AuditCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+
+# Feedback (the formgrader's button, `nbgrader generate_feedback` and `lftutor grade` alike)
+# shows what failed but not the hidden test code (lftutor/grade/feedback.py). nbgrader's default
+# list is [GetGrades, CSSHTMLHeaderPreprocessor]: HideHiddenTests goes between the two.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+from lftutor.grade.feedback import HideHiddenTests  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]

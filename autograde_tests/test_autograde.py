@@ -208,15 +208,34 @@ def test_fixture_feedback_quotes_the_hidden_message(graded):
     assert "hidden tests: run by the grader, not shown" in text
 
 
-def test_plain_nbgrader_feedback_would_leak(graded, tmp_path, restore_environ):
-    """Control for the leak detector: nbgrader's own feedback of the same autograded notebook
-    does show the hidden tests, and the detector finds them."""
+def _nbgrader_feedback(g, folder, *, nbgrader_defaults: bool) -> str:
+    """Feedback made by nbgrader's own API (as the formgrader's button does), as text."""
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
     from lftutor._nbgrader import load_config, make_api
 
-    g = graded("fixture")
     cfg = load_config(g.root)
-    cfg.CourseDirectory.feedback_directory = str(tmp_path / "plain_feedback")
+    cfg.CourseDirectory.feedback_directory = str(folder)
+    if nbgrader_defaults:
+        cfg.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor]
     result = make_api(cfg).generate_feedback("fixture", "typical-square", force=True)
     assert result["success"], result
-    page = (tmp_path / "plain_feedback" / "typical-square" / "fixture" / "fixture.html").read_text()
-    assert find_hidden_code(html_to_text(page), _hidden_lines(g))
+    return html_to_text((folder / "typical-square" / "fixture" / "fixture.html").read_text())
+
+
+def test_plain_nbgrader_feedback_would_leak(graded, tmp_path, restore_environ):
+    """Control for the leak detector: with nbgrader's default feedback preprocessors the same
+    autograded notebook does show the hidden tests, and the detector finds them."""
+    g = graded("fixture")
+    text = _nbgrader_feedback(g, tmp_path / "plain_feedback", nbgrader_defaults=True)
+    assert find_hidden_code(text, _hidden_lines(g))
+
+
+def test_course_config_hides_hidden_tests_in_nbgrader_feedback(graded, tmp_path, restore_environ):
+    """nbgrader_config.py's own feedback preprocessors (used by the formgrader's button and
+    `nbgrader generate_feedback`) hide the hidden tests but keep their failure message."""
+    g = graded("fixture")
+    text = _nbgrader_feedback(g, tmp_path / "course_feedback", nbgrader_defaults=False)
+    assert not find_hidden_code(text, _hidden_lines(g))
+    assert "AssertionError: square() is wrong for negative numbers" in text

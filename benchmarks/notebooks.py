@@ -1,6 +1,6 @@
 """Run every solution notebook top to bottom and report wall time and the kernel's peak memory.
 
-Usage:  .venv/bin/python benchmarks/notebooks.py [--grading] [UNIT ...]
+Usage:  .venv/bin/python benchmarks/notebooks.py [--grading] [--save-dir DIR] [UNIT ...]
 
 --grading sets LFTUTOR_GRADING=1 (the autograder's short trainings). Peak memory is the kernel
 process's peak resident set size, read from
@@ -27,7 +27,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run(path: pathlib.Path) -> tuple[float, float]:
+def run(path: pathlib.Path, save_dir: pathlib.Path | None = None) -> tuple[float, float]:
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
@@ -37,13 +37,19 @@ def run(path: pathlib.Path) -> tuple[float, float]:
             client.execute_cell(cell, index)
         pid = client.km.provisioner.process.pid
         peak = peak_rss_mb(pid)
-    return time.perf_counter() - start, peak
+    seconds = time.perf_counter() - start
+    if save_dir is not None:  # the executed notebook, to read its outputs
+        save_dir.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, save_dir / path.name)
+    return seconds, peak
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("units", nargs="*")
     parser.add_argument("--grading", action="store_true")
+    parser.add_argument("--save-dir", type=pathlib.Path,
+                        help="write the executed notebooks here (outside the repository)")
     args = parser.parse_args()
     if args.grading:
         os.environ["LFTUTOR_GRADING"] = "1"
@@ -55,7 +61,7 @@ def main() -> None:
     print("| --- | --- | --- |")
     for unit in units:
         for nb in sorted((ROOT / "solutions" / unit).glob("*.ipynb")):
-            seconds, peak = run(nb)
+            seconds, peak = run(nb, args.save_dir)
             print(f"| {unit}/{nb.name} | {seconds:.1f} | {peak:.0f} |", flush=True)
 
 
