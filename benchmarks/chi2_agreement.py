@@ -72,9 +72,11 @@ def main() -> None:
 
     print("| sampler | chi_2 | error | tau_int (M^2) | acceptance | samples | seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    print(f"| flow ({recipe.name}, ESS {quality['ess']:.3f}) | {flow_res['chi2']:.4f} | {flow_res['chi2_err']:.4f} | "
+    print(f"| flow ({recipe.name}, ESS {quality['ess']:.3f}) | {flow_res['chi2']:.4f} | "
+          f"{flow_res['chi2_err']:.4f} | "
           f"{flow_res['tau_int']:.2f} | {chain.acceptance:.3f} | {flow_res['n']} | {flow_s:.1f} |")
-    print(f"| HMC (eps 0.1, 10 steps, {n_chains} chains) | {hmc_res['chi2']:.4f} | {hmc_res['chi2_err']:.4f} | "
+    print(f"| HMC (eps 0.1, 10 steps, {n_chains} chains) | {hmc_res['chi2']:.4f} | "
+          f"{hmc_res['chi2_err']:.4f} | "
           f"{hmc_res['tau_int']:.2f} | {hchain.acceptance:.3f} | {hmc_res['n']} | {hmc_s:.1f} |")
     diff = (flow_res["chi2"] - hmc_res["chi2"]) / math.hypot(flow_res["chi2_err"], hmc_res["chi2_err"])
     print(f"flow - HMC = {diff:+.2f} combined sigma")

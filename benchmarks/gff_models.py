@@ -38,7 +38,8 @@ def run(model: str, seed: int, budget: float, L: int, m2: float, gradient: str) 
                  lr_schedule=cosine_schedule, ess_every=10, gradient=gradient)
     seconds = time.perf_counter() - start
     ev = evaluate(flow, gff, n_samples=8192)
-    row = {"model": model, "gradient": gradient, "seed": seed, "steps": len(hist), "seconds": seconds, "ess": ev["ess"],
+    row = {"model": model, "gradient": gradient, "seed": seed, "steps": len(hist), "seconds": seconds,
+           "ess": ev["ess"],
            "acceptance": ev["acceptance"], "kl": exact_kl(ev["loss"], gff.log_z), "jjt_err": float("nan")}
     if model == "linear":
         flow64 = flow.double()

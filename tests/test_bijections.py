@@ -8,14 +8,6 @@ import math
 import pytest
 import torch
 
-from lftutor.coupling_models import (
-    DenseCoupling,
-    DiagonalScale,
-    equivariant_linear_model,
-    linear_coupling_model,
-    nonlinear_coupling_model,
-)
-from lftutor.partitions import lexicographic_partition, random_partition
 from lftutor import (
     AffineCoupling,
     Flow,
@@ -25,6 +17,14 @@ from lftutor import (
     make_conv_net,
     make_phi4_affine_layers,
 )
+from lftutor.coupling_models import (
+    DenseCoupling,
+    DiagonalScale,
+    equivariant_linear_model,
+    linear_coupling_model,
+    nonlinear_coupling_model,
+)
+from lftutor.partitions import lexicographic_partition, random_partition
 from lftutor.preconditioners import FourierScale
 from lftutor.splines import (
     SplineCoupling,

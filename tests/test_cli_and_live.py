@@ -98,6 +98,7 @@ def test_cli_mcmc_flow_from_saved_weights(tmp_path):
 
 def test_cli_mcmc_weights_of_the_wrong_lattice(tmp_path):
     weights = tmp_path / "w.pt"
-    assert _run("train", "phi4", "--L", "4", "--steps", "2", "--save", str(weights), "--quiet").returncode == 0
+    trained = _run("train", "phi4", "--L", "4", "--steps", "2", "--save", str(weights), "--quiet")
+    assert trained.returncode == 0
     out = _run("mcmc", "phi4", "--L", "6", "--weights", str(weights), "--samples", "10")
     assert out.returncode == 2 and "could not load --weights" in out.stderr and "Traceback" not in out.stderr

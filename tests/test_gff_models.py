@@ -39,7 +39,8 @@ def _shift(x, dx, dy):
     return torch.roll(x, (dx, dy), (1, 2))
 
 
-@pytest.mark.parametrize("dx,dy,equivariant", [(2, -4, True), (0, 2, True), (1, 1, True), (1, 0, False), (1, 2, False)])
+@pytest.mark.parametrize("dx,dy,equivariant",
+                         [(2, -4, True), (0, 2, True), (1, 1, True), (1, 0, False), (1, 2, False)])
 def test_equivariant_model_commutes_with_checkerboard_preserving_shifts_only(dx, dy, equivariant):
     flow = _perturb(equivariant_linear_model((8, 8), n_layers=3, radius=1)).double()
     z = torch.randn(4, 8, 8, dtype=torch.float64)
@@ -93,7 +94,8 @@ def test_a_flow_with_the_cholesky_factor_is_exact():
     chol = gff.cholesky
     z = SimpleNormal.standard((4, 4), dtype=torch.float64).sample_n(1000)
     phi = (z.reshape(1000, 16) @ chol.T).reshape(1000, 4, 4)
-    log_q = SimpleNormal.standard((4, 4), dtype=torch.float64).log_prob(z) - torch.log(torch.diagonal(chol)).sum()
+    prior = SimpleNormal.standard((4, 4), dtype=torch.float64)
+    log_q = prior.log_prob(z) - torch.log(torch.diagonal(chol)).sum()
     lw = -gff(phi) - log_q
     torch.testing.assert_close(lw, torch.full_like(lw, gff.log_z))
 

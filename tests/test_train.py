@@ -73,7 +73,7 @@ def test_lr_schedule_is_applied():
     hist = train(_flow(), ScalarPhi4Action(-4, 8), steps=10, batch_size=8, lr=1e-2,
                  lr_schedule=cosine_schedule)
     assert hist.lr[0] == pytest.approx(1e-2)
-    assert hist.lr[-1] < hist.lr[0] and all(a >= b for a, b in zip(hist.lr, hist.lr[1:]))
+    assert hist.lr[-1] < hist.lr[0] and all(a >= b for a, b in zip(hist.lr, hist.lr[1:], strict=False))
     assert cosine_schedule(1.0) == pytest.approx(0.05) and cosine_schedule(0.0) == 1.0
 
 
