@@ -8,6 +8,7 @@ correlations right and the couplings after it only learn the local, non-Gaussian
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -57,6 +58,21 @@ class FourierScale(nn.Module):
             multiplicity[..., -1] = 1.0
         self.register_buffer("multiplicity", multiplicity)
         self.dims = tuple(range(1, len(self.lattice_shape) + 1))
+
+    @classmethod
+    def free_field(cls, lattice_shape: Sequence[int], m2: float, *,
+                   dtype=torch.float64) -> FourierScale:
+        r"""The layer with :math:`\sigma(k) = \hat K(k)^{-1/2}`,
+        :math:`\hat K(k) = m^2 + \sum_\mu 4\sin^2(k_\mu/2)`: white noise in, the free field out."""
+        layer = cls(lattice_shape).to(dtype)
+        half = layer.log_scale.shape
+        momenta = torch.meshgrid(*[2 * math.pi * torch.arange(n, dtype=torch.float64) / size
+                                   for n, size in zip(half, layer.lattice_shape, strict=True)],
+                                 indexing="ij")
+        k_hat = m2 + sum(4 * torch.sin(k / 2) ** 2 for k in momenta)
+        with torch.no_grad():
+            layer.log_scale.copy_(-0.5 * torch.log(k_hat))
+        return layer
 
     def _symmetric_log_scale(self) -> torch.Tensor:
         # On the self-conjugate planes (last index 0 and L/2) the entries k and -k are both

@@ -27,12 +27,7 @@ def _grads(flow, loss):
 
 def _exact_flow():
     """White noise -> the free field exactly: every Fourier mode scaled by K(k)^(-1/2)."""
-    layer = FourierScale(SHAPE).double()
-    half = layer.log_scale.shape
-    ks = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) for n in half], indexing="ij")
-    k_hat = M2 + sum(4 * torch.sin(math.pi * k / n) ** 2 for k, n in zip(ks, SHAPE, strict=True))
-    with torch.no_grad():
-        layer.log_scale.copy_(-0.5 * torch.log(k_hat))
+    layer = FourierScale.free_field(SHAPE, M2)
     return Flow(SimpleNormal.standard(SHAPE, dtype=torch.float64), [layer])
 
 
