@@ -8,8 +8,12 @@ import torch
 
 
 def check_field(phi, lattice_shape: Sequence[int] | None = None, *, name: str = "phi",
-                min_lattice_dims: int = 1) -> torch.Tensor:
+                min_lattice_dims: int = 1, module: torch.nn.Module | None = None) -> torch.Tensor:
     """Check that ``phi`` is a floating tensor of shape ``(batch, *lattice_shape)``.
+
+    With ``module``, also check that ``phi`` has the dtype and device of the module's parameters:
+    otherwise torch stops deep inside a convolution with "Input type (double) and bias type
+    (float) should be the same", which does not say which tensor to convert.
 
     Raises:
         ValueError: naming the expected and the received shape or dtype.
@@ -28,7 +32,26 @@ def check_field(phi, lattice_shape: Sequence[int] | None = None, *, name: str = 
     elif phi.dim() < min_lattice_dims + 1:
         raise ValueError(f"expected {name} of shape (batch, *lattice_shape) with at least "
                          f"{min_lattice_dims} lattice dimension(s), got {tuple(phi.shape)}")
+    if module is not None:
+        check_matches_parameters(phi, module, name=name)
     return phi
+
+
+def check_matches_parameters(x: torch.Tensor, module: torch.nn.Module, *, name: str) -> None:
+    """Check that ``x`` has the dtype and device of ``module``'s first parameter (if any)."""
+    param = next(module.parameters(), None)
+    if param is None:
+        return
+    if x.dtype != param.dtype:
+        fix = "x.double()" if param.dtype == torch.float64 else "x.float()"
+        raise ValueError(
+            f"expected {name} of dtype {param.dtype} (the dtype of this layer's parameters), "
+            f"got {x.dtype}: convert the field ({fix.replace('x', name)}) or the model "
+            f"(model.to({param.dtype}))")
+    if x.device != param.device:
+        raise ValueError(
+            f"expected {name} on device {param.device} (where this layer's parameters are), "
+            f"got {x.device}: move it with {name}.to({str(param.device)!r})")
 
 
 def check_batch(x, *, name: str) -> torch.Tensor:

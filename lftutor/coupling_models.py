@@ -81,7 +81,7 @@ class DenseCoupling(nn.Module):
         return s, t
 
     def _couple(self, x: torch.Tensor, sign: int) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(x, self.lattice_shape, name="z" if sign > 0 else "phi")
+        check_field(x, self.lattice_shape, name="z" if sign > 0 else "phi", module=self)
         flat = x.flatten(1)
         x_a, x_b = flat[:, self.idx_a], flat[:, self.idx_b]
         s, t = self._s_t(x_a)

@@ -11,7 +11,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lftutor._checks import check_field, check_lattice_shape, check_positive_int
+from lftutor._checks import (
+    check_field,
+    check_lattice_shape,
+    check_matches_parameters,
+    check_positive_int,
+)
 
 
 def make_checker_mask(lattice_shape: Sequence[int], parity: int, *, dtype=torch.float32,
@@ -73,11 +78,11 @@ class SimpleCouplingLayer(nn.Module):
             nn.Linear(hidden, 1), nn.Tanh(),
         )
 
-    @staticmethod
-    def _check(x: torch.Tensor, name: str) -> None:
+    def _check(self, x: torch.Tensor, name: str) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != 2:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"expected {name} of shape (batch, 2), got {got}")
+        check_matches_parameters(x, self, name=name)
 
     def scale(self, x2: torch.Tensor) -> torch.Tensor:
         """The log-scale :math:`s(x_2)`, shape ``(batch,)`` from ``(batch,)``."""
@@ -190,7 +195,7 @@ class AffineCoupling(nn.Module):
 
     def _check(self, x: torch.Tensor, name: str) -> None:
         try:
-            check_field(x, self.lattice_shape, name=name)
+            check_field(x, self.lattice_shape, name=name, module=self)
         except ValueError as err:
             raise ValueError(f"{err} (this layer's mask has shape {self.lattice_shape})") from None
 

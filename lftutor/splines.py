@@ -204,7 +204,7 @@ class SplineCoupling(nn.Module):
         self.net = nn.Sequential(*net, last)
 
     def _transform(self, x: torch.Tensor, name: str, inverse: bool):
-        check_field(x, self.lattice_shape, name=name)
+        check_field(x, self.lattice_shape, name=name, module=self)
         flat = x.flatten(1)
         n_update, n_features = self.neighbour_index.shape
         if n_features:
@@ -354,7 +354,7 @@ class ZeroModeSpline(nn.Module):
         self.derivatives = nn.Parameter(torch.zeros(n_bins - 1))
 
     def _transform(self, x: torch.Tensor, name: str, inverse: bool):
-        check_field(x, self.lattice_shape, name=name)
+        check_field(x, self.lattice_shape, name=name, module=self)
         u = x.flatten(1).sum(dim=1) / self.sqrt_volume
         n = u.shape[0]
         v, log_det = rational_quadratic_spline(

@@ -41,6 +41,27 @@ def test_non_tensor_field_is_refused():
         ScalarPhi4Action(1.0, 1.0)([[0.0]])
 
 
+def _spline_layer():
+    from lftutor.splines import SplineCoupling
+    m = make_checker_mask((4, 4), 0)
+    return SplineCoupling(1 - m, m, hidden_sizes=[4], n_bins=4)
+
+
+@pytest.mark.parametrize("make", [_layer, SimpleCouplingLayer, _spline_layer],
+                         ids=["affine", "simple", "spline"])
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_field_of_another_dtype_than_the_layer(make, direction):
+    # The usual slip: a float64 field into a float32 model. Without the check torch stops inside
+    # the first Conv2d/Linear with "Input type (double) and bias type (float) should be the same".
+    layer = make()
+    x = torch.zeros((3, 2) if isinstance(layer, SimpleCouplingLayer) else (3, 4, 4), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"dtype torch.float32 .*got torch.float64.*\.float\(\)"):
+        getattr(layer, direction)(x)
+    layer.double()  # the remedy the message suggests works
+    out, log_det = getattr(layer, direction)(x)
+    assert out.dtype == torch.float64 and log_det.shape == (3,)
+
+
 def test_even_kernel_size():
     with pytest.raises(ValueError, match="odd positive kernel_size.*got 4"):
         make_conv_net(hidden_sizes=[8], kernel_size=4)
