@@ -112,3 +112,43 @@ def test_in_process_alembic_head_matches_nbgrader():
     with api._temp_alembic_ini("sqlite:////tmp/gradebook.db") as ini:
         out = subprocess.check_output(["alembic", "-c", ini, "heads"], env=env, text=True)
     assert alembic_head() == out.split("\n")[0].split(" ")[0]
+
+
+def _accidental_code_blocks(source: str) -> list[str]:
+    """Markdown lines that a renderer shows as code because they are indented by 4+ spaces after
+    a blank line (outside fenced blocks). Our notebooks fence their code, so these are slips."""
+    found, fenced, previous = [], False, ""
+    for line in source.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("    ") and line.strip() and not previous.strip():
+            found.append(line.strip()[:60])
+        previous = line
+    return found
+
+
+def test_accidental_code_blocks_are_found():
+    assert _accidental_code_blocks("# Title\n\n        # Unit 1\n") == ["# Unit 1"]
+    assert _accidental_code_blocks("a\n\n```\n\n    code\n```\n- item\n    continued") == []
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "solutions").glob("*/*.ipynb")),
+                         ids=lambda p: p.parent.name)
+def test_markdown_renders_as_text(path):
+    nb = nbformat.read(path, as_version=4)
+    slips = [(i, line) for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+             for line in _accidental_code_blocks(c.source)]
+    assert slips == [], f"{path.name}: markdown lines indented into code blocks (cell, line): {slips}"
+
+
+def test_saved_weights_are_neither_released_nor_reported(course):
+    """Running a notebook in place saves weights beside it (unit 4 does): in solutions/ they are
+    not released (CourseDirectory.ignore), in course/ they are the student's, not a stale file."""
+    (course / "solutions" / "fixture" / "flow.pt").write_bytes(b"weights")
+    (course / "course" / "fixture" / "my_flow.pt").write_bytes(b"student weights")
+    assert rel.check_release_up_to_date(course) == []
+    rel.generate_release(course_root=course, log=lambda *_: None)
+    assert not (course / "course" / "fixture" / "flow.pt").exists()
+    # an unexpected file of another kind is still reported
+    (course / "course" / "fixture" / "stale.ipynb").write_text("{}")
+    assert any("stale.ipynb" in p for p in rel.check_release_up_to_date(course))
