@@ -2,6 +2,8 @@
 
 import os
 
+from lftutor.grade.collect import DEFAULT_REGEXP
+
 c = get_config()  # noqa: F821 - provided by nbgrader
 
 c.CourseDirectory.course_id = "lftutor"
@@ -13,8 +15,10 @@ c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "gradebook.db")
-# Never ship text twins of notebooks (jupytext pairs would leak solutions into the release).
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "*.md"]
+# Never ship text twins of notebooks (jupytext pairs would leak solutions into the release), nor
+# the weights that running a unit-4 notebook in place saves beside it.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "*.md",
+                             "*.pt"]
 
 # Kernels started by nbgrader inherit this process's environment: switch notebooks into
 # grading mode (short trainings) so that a notebook grades in seconds.
@@ -23,6 +27,12 @@ os.environ.setdefault("LFTUTOR_GRADING", "1")
 # nbgrader 0.9 reads the per-cell timeout from Execute (ExecutePreprocessor.timeout is ignored).
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
+
+# `nbgrader zip_collect UNIT` (plain nbgrader, see the README) reads LMS downloads named
+# STUDENTID_NOTEBOOK.ipynb, the same scheme as `python -m lftutor grade --from`.
+c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
+c.FileNameCollectorPlugin.named_regexp = DEFAULT_REGEXP
+c.FileNameCollectorPlugin.valid_ext = [".ipynb"]
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import fnmatch
 import sys
 import tempfile
 from pathlib import Path
@@ -121,6 +122,11 @@ def _compare_notebooks(expected: Path, actual: Path) -> list[str]:
     return problems
 
 
+def _ignored(rel: Path, patterns: list[str]) -> bool:
+    """Whether any part of ``rel`` matches one of nbgrader's ``CourseDirectory.ignore`` globs."""
+    return any(fnmatch.fnmatch(part, pat) for part in rel.parts for pat in patterns)
+
+
 def check_release_up_to_date(course_root=None, units: list[str] | None = None) -> list[str]:
     """Problems with the committed release, as sentences (an empty list means all is well).
 
@@ -135,6 +141,7 @@ def check_release_up_to_date(course_root=None, units: list[str] | None = None) -
     release = coursedir_path(cfg, "release_directory")
     source = coursedir_path(cfg, "source_directory")
     problems = find_leaks(release) if release.is_dir() else []
+    ignore = list(cfg.CourseDirectory.ignore) if "ignore" in cfg.CourseDirectory else []
     known = discover_units(source)
     units = list(units) if units else known
     for extra in sorted(set(discover_units(release)) - set(known)):
@@ -151,8 +158,10 @@ def check_release_up_to_date(course_root=None, units: list[str] | None = None) -
                 problems.append(f"{actual_dir}: missing (run `make release`)")
                 continue
             expected = {p.relative_to(expected_dir) for p in expected_dir.rglob("*") if p.is_file()}
+            # files nbgrader never releases (CourseDirectory.ignore: checkpoints, weights a run
+            # of the notebook saved beside it, ...) are no business of the release
             actual = {p.relative_to(actual_dir) for p in actual_dir.rglob("*")
-                      if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+                      if p.is_file() and not _ignored(p.relative_to(actual_dir), ignore)}
             for rel in sorted(expected - actual):
                 problems.append(f"{actual_dir / rel}: missing (run `make release`)")
             for rel in sorted(actual - expected):
