@@ -43,11 +43,10 @@ def check_matches_parameters(x: torch.Tensor, module: torch.nn.Module, *, name: 
     if param is None:
         return
     if x.dtype != param.dtype:
-        fix = "x.double()" if param.dtype == torch.float64 else "x.float()"
         raise ValueError(
             f"expected {name} of dtype {param.dtype} (the dtype of this layer's parameters), "
-            f"got {x.dtype}: convert the field ({fix.replace('x', name)}) or the model "
-            f"(model.to({param.dtype}))")
+            f"got {x.dtype}: convert the field ({name}.to({param.dtype})) or the model "
+            f"(model.to({x.dtype}))")
     if x.device != param.device:
         raise ValueError(
             f"expected {name} on device {param.device} (where this layer's parameters are), "

@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from nbgrader.coursedir import CourseDirectory
+
 from lftutor._nbgrader import (
     CourseError,
     coursedir_path,
@@ -141,7 +143,7 @@ def check_release_up_to_date(course_root=None, units: list[str] | None = None) -
     release = coursedir_path(cfg, "release_directory")
     source = coursedir_path(cfg, "source_directory")
     problems = find_leaks(release) if release.is_dir() else []
-    ignore = list(cfg.CourseDirectory.ignore) if "ignore" in cfg.CourseDirectory else []
+    ignore = list(CourseDirectory(config=cfg).ignore)
     known = discover_units(source)
     units = list(units) if units else known
     for extra in sorted(set(discover_units(release)) - set(known)):
