@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     phi4.add_argument("--recipe", choices=sorted(RECIPES), default="fast",
                       help="architecture and optimiser settings (default: fast)")
     phi4.add_argument("--batch-size", type=_positive_int, help="override the recipe's batch size")
+    phi4.add_argument("--gradient", choices=["path", "reparam"],
+                      help="override the recipe's reverse-KL gradient estimator (path gradients pay "
+                      "off in long runs, see benchmarks/README.md)")
     _add_common_training_arguments(phi4, default_budget=120)
 
     from lftutor.coupling_models import GFF_MODELS
@@ -253,9 +256,12 @@ def _train_phi4(args) -> dict:
     kwargs = recipe.train_kwargs()
     if args.batch_size:
         kwargs["batch_size"] = args.batch_size
+    if args.gradient:
+        kwargs["gradient"] = args.gradient
     metrics, steps, seconds = _run_training(args, flow, action, **kwargs)
     return {
         "model": "phi4", "L": args.L, "m2": args.m2, "lam": args.lam, "recipe": recipe.name,
+        "gradient": kwargs["gradient"], "batch_size": kwargs["batch_size"],
         "seed": args.seed, "dtype": args.dtype, "device": str(device),
         "steps": steps, "train_seconds": round(seconds, 3),
         "ess": metrics["ess"], "acceptance": metrics["acceptance"], "loss": metrics["loss"],

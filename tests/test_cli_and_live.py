@@ -28,6 +28,17 @@ def test_cli_short_run_prints_parsable_json_last_line(recipe):
     assert "training" in out.stderr  # progress was shown
 
 
+def test_cli_phi4_gradient_and_batch_overrides():
+    out = _run("train", "phi4", "--L", "4", "--steps", "5", "--gradient", "path", "--batch-size", "16",
+               "--json", "--quiet")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (result["gradient"], result["batch_size"], result["steps"]) == ("path", 16, 5)
+    default = json.loads(_run("train", "phi4", "--L", "4", "--steps", "2", "--json", "--quiet")
+                         .stdout.strip().splitlines()[-1])
+    assert default["gradient"] == "reparam" and default["batch_size"] == 128  # the fast recipe's
+
+
 def test_cli_time_budget_and_saving(tmp_path):
     out = _run("train", "phi4", "--L", "4", "--time-budget", "1", "--json", "--save",
                str(tmp_path / "w.pt"), "--eval-samples", "512")
