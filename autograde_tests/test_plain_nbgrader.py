@@ -56,9 +56,8 @@ def test_readme_plain_nbgrader_workflow(tmp_path, restore_environ):
     max_score = float(rows["jdoe42"]["max_score"])
     assert max_score > 0
     # the fixture has a written answer graded by hand: the solution gets every autograded point
-    autograded = sum(c.metadata["nbgrader"]["points"] for c in solution.cells
-                     if c.cell_type == "code" and st.nbgrader(c).get("grade")
-                     and not st.nbgrader(c).get("solution"))
+    autograded = sum(st.nbgrader(st.cell_by_id(solution, gid))["points"]
+                     for gid in st.autograded_ids(solution))
     assert float(rows["jdoe42"]["raw_score"]) == autograded
     assert float(rows["asmith"]["raw_score"]) == 0
     feedback = (root / "feedback" / "jdoe42" / "fixture" / "fixture.html").read_text()
