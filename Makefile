@@ -34,7 +34,7 @@ lint: $(VENV)/.installed
 
 # Instructors: regenerate the student release in course/ from solutions/ (see README).
 release: $(VENV)/.installed
-	$(RUN) $(PY) -m lftutor.release
+	$(RUN) $(PY) -m lftutor.instructor.release
 
 clean-env:
 	rm -rf $(VENV)

@@ -2,7 +2,7 @@
 
 import os
 
-from lftutor.grade.collect import DEFAULT_REGEXP
+from lftutor.instructor.collect import DEFAULT_REGEXP
 
 c = get_config()  # noqa: F821 - provided by nbgrader
 
@@ -36,23 +36,23 @@ c.FileNameCollectorPlugin.valid_ext = [".ipynb"]
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 
-# Audit submitted answers outside the student's kernel (lftutor/grading_audit.py): a notebook that
+# Audit submitted answers outside the student's kernel (lftutor/graders/audit.py): a notebook that
 # patches torch, numpy, lftutor or the graders scores zero on every autograded cell.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
     "nbgrader.preprocessors.OverwriteCells",
-    "lftutor.grading_audit.AuditCells",
+    "lftutor.graders.audit.AuditCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
 # Feedback (the formgrader's button, `nbgrader generate_feedback` and `lftutor grade` alike)
-# shows what failed but not the hidden test code (lftutor/grade/feedback.py). nbgrader's default
+# shows what failed but not the hidden test code (lftutor/instructor/feedback.py). nbgrader's default
 # list is [GetGrades, CSSHTMLHeaderPreprocessor]: HideHiddenTests goes between the two.
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
 
-from lftutor.grade.feedback import HideHiddenTests  # noqa: E402
+from lftutor.instructor.feedback import HideHiddenTests  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]

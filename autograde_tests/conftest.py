@@ -28,7 +28,7 @@ def restore_environ():
 
 def make_course(root, units) -> None:
     """A course folder with the repository's config, ``units``' sources and their release."""
-    from lftutor.release import generate_release
+    from lftutor.instructor.release import generate_release
 
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "nbgrader_config.py", root)

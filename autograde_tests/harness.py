@@ -32,13 +32,13 @@ LOOP = "while True:  # an endless loop: the grader's timeout must stop it\n    p
 
 
 def real_units() -> list[str]:
-    from lftutor._nbgrader import discover_units
+    from lftutor.instructor.nbgrader_api import discover_units
 
     return discover_units(REPO / "solutions")
 
 
 def fixture_units() -> list[str]:
-    from lftutor._nbgrader import discover_units
+    from lftutor.instructor.nbgrader_api import discover_units
 
     return discover_units(FIXTURE_SOURCES)
 

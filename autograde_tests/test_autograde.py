@@ -13,7 +13,7 @@ import pytest
 from autograde_tests import students as st
 from autograde_tests.conftest import UNITS
 from autograde_tests.specs import SPECS
-from lftutor.grade.feedback import BEGIN, find_hidden_code, html_to_text, identifying_lines, split_hidden
+from lftutor.instructor.feedback import BEGIN, find_hidden_code, html_to_text, identifying_lines, split_hidden
 
 pytestmark = pytest.mark.slow
 units = pytest.mark.parametrize("unit", UNITS)
@@ -213,7 +213,7 @@ def _nbgrader_feedback(g, folder, *, nbgrader_defaults: bool) -> str:
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import GetGrades
 
-    from lftutor._nbgrader import load_config, make_api
+    from lftutor.instructor.nbgrader_api import load_config, make_api
 
     cfg = load_config(g.root)
     cfg.CourseDirectory.feedback_directory = str(folder)

@@ -12,7 +12,7 @@ from autograde_tests import students as st
 from autograde_tests.conftest import make_course
 from autograde_tests.harness import REPO
 from lftutor import cli
-from lftutor import release as rel
+from lftutor.instructor import release as rel
 
 
 def test_course_release_is_up_to_date(restore_environ):
@@ -106,7 +106,7 @@ def test_in_process_alembic_head_matches_nbgrader():
 
     from nbgrader import api
 
-    from lftutor._nbgrader import alembic_head
+    from lftutor.instructor.nbgrader_api import alembic_head
 
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
     with api._temp_alembic_ini("sqlite:////tmp/gradebook.db") as ini:

@@ -9,7 +9,7 @@ import pytest
 
 from autograde_tests import students as st
 from autograde_tests.conftest import make_course
-from lftutor.grade.repair import MARKER, Repair, repair_file, repair_notebook
+from lftutor.instructor.repair import MARKER, Repair, repair_file, repair_notebook
 
 
 @pytest.fixture(scope="module")

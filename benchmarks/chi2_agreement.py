@@ -19,10 +19,10 @@ import time
 import torch
 
 from lftutor import ScalarPhi4Action
-from lftutor.mcmc import flow_metropolis, hmc, phi4_force
-from lftutor.observables import chi2_from_chain, magnetization
-from lftutor.recipes import get_recipe
-from lftutor.train import evaluate, train
+from lftutor.lattice.mcmc import flow_metropolis, hmc, phi4_force
+from lftutor.lattice.observables import chi2_from_chain, magnetization
+from lftutor.training.loop import evaluate, train
+from lftutor.training.recipes import get_recipe
 
 REFERENCE = (0.75, 0.01)
 

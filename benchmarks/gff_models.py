@@ -17,9 +17,9 @@ import time
 import torch
 
 from lftutor import FreeFieldAction
-from lftutor.coupling_models import GFF_MODELS, exact_kl
-from lftutor.jacobians import model_jacobian
-from lftutor.train import cosine_schedule, evaluate, train
+from lftutor.bijections.free_field import GFF_MODELS, exact_kl
+from lftutor.bijections.jacobians import model_jacobian
+from lftutor.training.loop import cosine_schedule, evaluate, train
 
 SETTINGS = {  # batch size, learning rate, layers (the CLI's defaults for the linear model)
     "linear": dict(batch_size=1024, lr=2e-2, n_layers=4),

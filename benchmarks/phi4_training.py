@@ -27,8 +27,8 @@ import torch
 
 from lftutor import ScalarPhi4Action
 from lftutor.course import seed_all
-from lftutor.recipes import get_recipe
-from lftutor.train import evaluate, train
+from lftutor.training.loop import evaluate, train
+from lftutor.training.recipes import get_recipe
 
 
 def resolve(spec: str):

@@ -3,7 +3,7 @@
 Usage:  .venv/bin/python benchmarks/phi4_variant.py SEED BUDGET_SECONDS GRADIENT ['{"lr": 0.005}']
 
 GRADIENT is ``reparam`` or ``path``; the optional JSON object overrides fields of
-``lftutor.recipes.FAST`` (``dataclasses.replace``). Trains at L=8, m2=-4, lam=8 in float32 and
+``lftutor.training.recipes.FAST`` (``dataclasses.replace``). Trains at L=8, m2=-4, lam=8 in float32 and
 reports steps, ESS and acceptance on 8192 fresh samples, the loss, and ``pos``, the fraction of
 fresh samples with positive magnetization.
 """
@@ -17,8 +17,8 @@ import torch
 
 from lftutor import ScalarPhi4Action
 from lftutor.course import seed_all
-from lftutor.recipes import FAST
-from lftutor.train import evaluate, train
+from lftutor.training.loop import evaluate, train
+from lftutor.training.recipes import FAST
 
 
 def main() -> None:

@@ -22,19 +22,19 @@ chain Monte Carlo in lattice field theory", arXiv:1904.12072; and the tutorial
 arXiv:2101.08176.
 """
 
-from lftutor.actions import FreeFieldAction, ScalarPhi4Action
-from lftutor.device import default_device, default_dtype, grab
-from lftutor.flows import Flow
-from lftutor.layers import (
+from lftutor.bijections.coupling import (
     AffineCoupling,
     SimpleCouplingLayer,
     make_checker_mask,
     make_conv_net,
     make_phi4_affine_layers,
 )
-from lftutor.metrics import acceptance_rate, ess, log_weights, reverse_kl
-from lftutor.priors import SimpleNormal
-from lftutor.train import History, train
+from lftutor.bijections.flow import Flow
+from lftutor.device import default_device, default_dtype, grab
+from lftutor.lattice.actions import FreeFieldAction, ScalarPhi4Action
+from lftutor.lattice.priors import SimpleNormal
+from lftutor.training.loop import History, train
+from lftutor.training.metrics import acceptance_rate, ess, log_weights, reverse_kl
 
 __all__ = [
     "AffineCoupling",

@@ -36,7 +36,7 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lftutor.recipes import RECIPES
+    from lftutor.training.recipes import RECIPES
 
     parser = argparse.ArgumentParser(prog="python -m lftutor",
                                      description="Normalizing flows for lattice field theory.")
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "off in long runs, see benchmarks/README.md)")
     _add_common_training_arguments(phi4, default_budget=120)
 
-    from lftutor.coupling_models import GFF_MODELS
+    from lftutor.bijections.free_field import GFF_MODELS
 
     gff = tsub.add_parser("gff", help="Gaussian free field on an L x L periodic lattice (exact KL)")
     gff.add_argument("--L", type=_positive_int, default=8, help="lattice extent (even)")
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     gff.add_argument("--lr", type=_positive_float, default=2e-2, help="Adam learning rate (cosine decay)")
     gff.add_argument("--gradient", choices=["path", "reparam"], default="path",
                      help="reverse-KL gradient estimator (default: path, whose noise vanishes as "
-                     "q approaches p; see lftutor.train.path_gradient_loss)")
+                     "q approaches p; see lftutor.training.loop.path_gradient_loss)")
     gff.add_argument("--threads", type=_positive_int, default=1,
                      help="torch CPU threads while training (default 1: fastest for these sizes)")
     _add_common_training_arguments(gff, default_budget=30)
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_mcmc_command(sub) -> None:
-    from lftutor.recipes import RECIPES
+    from lftutor.training.recipes import RECIPES
 
     mcmc = sub.add_parser("mcmc", help="exact sampling (flow Metropolis or HMC) and chi_2 with errors")
     msub = mcmc.add_subparsers(dest="target", required=True)
@@ -122,8 +122,8 @@ def _add_common_training_arguments(p: argparse.ArgumentParser, *, default_budget
 
 def _run_training(args, flow, action, **train_kwargs) -> tuple[dict, int, float]:
     """Train with a progress bar on stderr, evaluate on fresh samples, optionally save."""
-    from lftutor.live import ProgressBar
-    from lftutor.train import evaluate, train
+    from lftutor.training.live import ProgressBar
+    from lftutor.training.loop import evaluate, train
 
     time_budget = None if args.steps is not None else (args.time_budget or args.default_budget)
     bar = ProgressBar(total=args.steps, file=sys.stderr, disable=args.quiet, mininterval=1.0)
@@ -148,9 +148,9 @@ def _setup(args) -> tuple[torch.device, torch.dtype]:
 
 
 def _train_gff(args) -> dict:
-    from lftutor.actions import FreeFieldAction
-    from lftutor.coupling_models import GFF_MODELS, exact_kl
-    from lftutor.train import cosine_schedule
+    from lftutor.bijections.free_field import GFF_MODELS, exact_kl
+    from lftutor.lattice.actions import FreeFieldAction
+    from lftutor.training.loop import cosine_schedule
 
     device, dtype = _setup(args)
     action = FreeFieldAction(args.m2, (args.L, args.L))
@@ -169,11 +169,11 @@ def _train_gff(args) -> dict:
 
 
 def _mcmc_phi4(args) -> dict:
-    from lftutor.actions import ScalarPhi4Action
     from lftutor.course import seed_all
-    from lftutor.mcmc import flow_metropolis, hmc, phi4_force
-    from lftutor.observables import chi2_from_chain, magnetization
-    from lftutor.recipes import get_recipe
+    from lftutor.lattice.actions import ScalarPhi4Action
+    from lftutor.lattice.mcmc import flow_metropolis, hmc, phi4_force
+    from lftutor.lattice.observables import chi2_from_chain, magnetization
+    from lftutor.training.recipes import get_recipe
 
     if args.L % 2:
         raise ValueError(f"expected an even --L (checkerboard masks need it), got {args.L}")
@@ -201,8 +201,8 @@ def _mcmc_phi4(args) -> dict:
                 raise ValueError(f"could not load --weights {args.weights} into a '{recipe.name}' flow "
                                  f"for L={args.L}: {str(err).splitlines()[0]}") from None
         else:
-            from lftutor.live import ProgressBar
-            from lftutor.train import train
+            from lftutor.training.live import ProgressBar
+            from lftutor.training.loop import train
 
             bar = ProgressBar(file=sys.stderr, disable=args.quiet, mininterval=1.0)
             train(flow, action, time_budget=args.train_budget or 120.0, callbacks=[bar],
@@ -219,7 +219,7 @@ def _mcmc_phi4(args) -> dict:
 
 
 def _add_instructor_commands(sub) -> None:
-    from lftutor.release import add_arguments as add_release_arguments
+    from lftutor.instructor.release import add_arguments as add_release_arguments
 
     release = sub.add_parser("release", help="instructors: generate course/ from solutions/",
                              description="Run nbgrader generate_assignment for each unit of "
@@ -246,8 +246,8 @@ def _add_instructor_commands(sub) -> None:
 
 
 def _train_phi4(args) -> dict:
-    from lftutor.actions import ScalarPhi4Action
-    from lftutor.recipes import get_recipe
+    from lftutor.lattice.actions import ScalarPhi4Action
+    from lftutor.training.recipes import get_recipe
 
     device, dtype = _setup(args)
     recipe = get_recipe(args.recipe)
@@ -272,8 +272,8 @@ def _train_phi4(args) -> dict:
 def _grade(args) -> int:
     from dataclasses import asdict
 
-    from lftutor.grade import grade_assignment
-    from lftutor.grade.collect import DEFAULT_REGEXP
+    from lftutor.instructor import grade_assignment
+    from lftutor.instructor.collect import DEFAULT_REGEXP
 
     report = grade_assignment(args.assignment, source=args.source, course_root=args.course_root,
                               timeout=args.timeout, students=args.student,
@@ -284,11 +284,11 @@ def _grade(args) -> int:
 
 
 def _instructor(args) -> int:
-    from lftutor._nbgrader import CourseError
+    from lftutor.instructor.nbgrader_api import CourseError
 
     try:
         if args.command == "release":
-            from lftutor.release import run
+            from lftutor.instructor.release import run
 
             return run(args)
         return _grade(args)

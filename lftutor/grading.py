@@ -22,7 +22,7 @@ How the graders resist cheating
   audited (:func:`audit_source`) for assignments to torch, numpy, lftutor or the grader,
   ``setattr``/``__dict__`` tricks, ``exec``/``eval``, ``importlib``. In-kernel defences can in
   principle be undone by code that runs earlier in the same kernel, so the same audit also runs
-  outside the kernel, in ``nbgrader autograde`` (:class:`lftutor.grading_audit.AuditCells`): a
+  outside the kernel, in ``nbgrader autograde`` (:class:`lftutor.graders.audit.AuditCells`): a
   notebook with such code scores zero on every autograded cell.
 """
 
@@ -37,15 +37,15 @@ import numpy as _np
 import torch as _torch
 from torch import nn as _nn
 
-import lftutor.actions as _actions
-import lftutor.change_of_variables as _cov
-import lftutor.layers as _layers
-import lftutor.metrics as _metrics
-import lftutor.priors as _priors
-from lftutor.grading_audit import audit_notebook, audit_source
+import lftutor.bijections.box_muller as _cov
+import lftutor.bijections.coupling as _layers
+import lftutor.lattice.actions as _actions
+import lftutor.lattice.priors as _priors
+import lftutor.training.metrics as _metrics
+from lftutor.graders.audit import audit_notebook, audit_source
 
-# ``lftutor.train`` (the attribute) is the function train(); the module is in sys.modules.
-_train = sys.modules["lftutor.train"]
+# ``lftutor.training.loop`` (the attribute) is the function train(); the module is in sys.modules.
+_train = sys.modules["lftutor.training.loop"]
 
 __all__ = [
     "GradingError",
@@ -1108,7 +1108,7 @@ def check_log_z(log_z_fn, level: str = "visible") -> None:
 
 
 # ============================================================================================
-# Auditing the code the kernel executed (the pure-AST audit lives in lftutor.grading_audit)
+# Auditing the code the kernel executed (the pure-AST audit lives in lftutor.graders.audit)
 # ============================================================================================
 def _audit_kernel_history() -> None:
     """Audit the code this IPython kernel has executed (hidden level only)."""

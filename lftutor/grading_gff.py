@@ -12,8 +12,9 @@ unit are checked against exact answers kept inside this module:
 
 The machinery is :mod:`lftutor.grading`'s, imported rather than copied: :class:`GradingError`,
 the captured torch functions, the tamper check and kernel audit (``_begin``), and the profiler
-tripwire that refuses calls into the reference (here :mod:`lftutor.actions` for the first two
-exercises, the coupling layers of :mod:`lftutor.coupling_models` and :mod:`lftutor.layers` for
+tripwire that refuses calls into the reference (here :mod:`lftutor.lattice.actions` for the first two
+exercises, the coupling layers of :mod:`lftutor.bijections.free_field` and
+:mod:`lftutor.bijections.coupling` for
 the third). Like ``grading``, this module is read-only once imported, and the notebook imports
 it in its locked setup cell, before any answer cell runs.
 """
@@ -27,9 +28,9 @@ import types
 
 import torch as _torch
 
-import lftutor.actions as _actions
-import lftutor.coupling_models as _coupling_models
-import lftutor.layers as _layers
+import lftutor.bijections.coupling as _layers
+import lftutor.bijections.free_field as _coupling_models
+import lftutor.lattice.actions as _actions
 from lftutor import grading as _g
 from lftutor.grading import GradingError
 

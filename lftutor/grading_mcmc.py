@@ -14,8 +14,8 @@ samples into an exact Markov chain and measure what that chain costs:
 
 The machinery is :mod:`lftutor.grading`'s, imported rather than copied: :class:`GradingError`,
 the captured torch functions, the tamper check and kernel audit (``_begin``), and the profiler
-tripwire that refuses calls into lftutor's own answers (here :mod:`lftutor.mcmc` and the
-acceptance-rate helpers for the chain exercises, :mod:`lftutor.observables` and
+tripwire that refuses calls into lftutor's own answers (here :mod:`lftutor.lattice.mcmc` and the
+acceptance-rate helpers for the chain exercises, :mod:`lftutor.lattice.observables` and
 :mod:`lftutor.statistics` for the error analysis). Like ``grading``, this module is read-only once
 imported, and the notebook imports it in its locked setup cell, before any answer cell runs.
 """
@@ -30,10 +30,10 @@ import types
 import numpy as _np
 import torch as _torch
 
-import lftutor.mcmc as _mcmc
-import lftutor.metrics as _metrics
-import lftutor.observables as _observables
+import lftutor.lattice.mcmc as _mcmc
+import lftutor.lattice.observables as _observables
 import lftutor.statistics as _statistics
+import lftutor.training.metrics as _metrics
 from lftutor import grading as _g
 from lftutor.grading import GradingError
 
@@ -76,9 +76,9 @@ _LEVEL_NOTE = " (hidden checks)"
 # Running the student's code with the tripwire of lftutor.grading armed.
 # --------------------------------------------------------------------------------------------
 _FORBID = {
-    # lftutor.mcmc holds metropolis_accept and flow_metropolis; acceptance_rate and evaluate run
+    # lftutor.lattice.mcmc holds metropolis_accept and flow_metropolis; acceptance_rate and evaluate run
     # the same chain internally.
-    "metropolis": (_g._codes(_metrics.acceptance_rate, sys.modules["lftutor.train"].evaluate),
+    "metropolis": (_g._codes(_metrics.acceptance_rate, sys.modules["lftutor.training.loop"].evaluate),
                    {_mcmc.__file__}),
     # susceptibility, chi2_from_chain, jackknife, mean_with_error, tau_int...
     "chi2": (frozenset(), {_observables.__file__, _statistics.__file__}),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lftutor import FreeFieldAction, ScalarPhi4Action
-from lftutor.actions import laplacian_matrix
+from lftutor.lattice.actions import laplacian_matrix
 
 
 def phi4_by_loops(phi: np.ndarray, m2: float, lam: float) -> float:

@@ -17,16 +17,16 @@ from lftutor import (
     make_conv_net,
     make_phi4_affine_layers,
 )
-from lftutor.coupling_models import (
+from lftutor.bijections.free_field import (
     DenseCoupling,
     DiagonalScale,
     equivariant_linear_model,
     linear_coupling_model,
     nonlinear_coupling_model,
 )
-from lftutor.partitions import lexicographic_partition, random_partition
-from lftutor.preconditioners import FourierScale
-from lftutor.splines import (
+from lftutor.bijections.partitions import lexicographic_partition, random_partition
+from lftutor.bijections.preconditioners import FourierScale
+from lftutor.bijections.splines import (
     SplineCoupling,
     ZeroModeSpline,
     make_phi4_spline_layers,

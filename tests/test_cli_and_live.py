@@ -8,7 +8,7 @@ import pytest
 matplotlib.use("Agg")
 
 from lftutor import Flow, ScalarPhi4Action, SimpleNormal, make_phi4_affine_layers, train  # noqa: E402
-from lftutor.live import LivePlot, ProgressBar, moving_average, plot_history  # noqa: E402
+from lftutor.training.live import LivePlot, ProgressBar, moving_average, plot_history  # noqa: E402
 
 
 def _run(*args):

@@ -42,7 +42,7 @@ def test_non_tensor_field_is_refused():
 
 
 def _spline_layer():
-    from lftutor.splines import SplineCoupling
+    from lftutor.bijections.splines import SplineCoupling
     m = make_checker_mask((4, 4), 0)
     return SplineCoupling(1 - m, m, hidden_sizes=[4], n_bins=4)
 

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from lftutor import FreeFieldAction, SimpleNormal
-from lftutor.coupling_models import (
+from lftutor.bijections.free_field import (
     GFF_MODELS,
     equivariant_linear_model,
     exact_kl,
     linear_coupling_model,
 )
-from lftutor.jacobians import layer_jacobians, layer_log_dets, model_jacobian
-from lftutor.partitions import PARTITIONS, get_partition
-from lftutor.train import evaluate, train
+from lftutor.bijections.jacobians import layer_jacobians, layer_log_dets, model_jacobian
+from lftutor.bijections.partitions import PARTITIONS, get_partition
+from lftutor.training.loop import evaluate, train
 
 
 def _perturb(module):

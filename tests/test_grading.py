@@ -312,8 +312,8 @@ def test_metric_mistakes():
 
 # ----------------------------------------------------------------------------- cheats
 def test_calling_the_reference_is_refused():
-    from lftutor.change_of_variables import box_muller as reference_box_muller
-    from lftutor.metrics import ess as reference_ess
+    from lftutor.bijections.box_muller import box_muller as reference_box_muller
+    from lftutor.training.metrics import ess as reference_ess
 
     def via_reference(phi, m2, lam):
         return lftutor.ScalarPhi4Action(m2, lam)(phi)
@@ -457,7 +457,7 @@ def test_audit_notebook_reads_cells(tmp_path):
 def test_autograde_preprocessor_fails_every_test_cell_of_a_tampering_notebook():
     import nbformat
 
-    from lftutor.grading_audit import AuditCells
+    from lftutor.graders.audit import AuditCells
 
     def cell(source, **meta):
         c = nbformat.v4.new_code_cell(source)

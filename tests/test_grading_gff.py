@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lftutor import FreeFieldAction, grading_gff
-from lftutor.coupling_models import DenseCoupling
+from lftutor.bijections.free_field import DenseCoupling
 from lftutor.grading import GradingError
 
 LEVELS = ["visible", "hidden"]

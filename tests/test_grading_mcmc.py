@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-import lftutor.mcmc
-import lftutor.metrics
-import lftutor.observables
+import lftutor.lattice.mcmc
+import lftutor.lattice.observables
 import lftutor.statistics
+import lftutor.training.metrics
 from lftutor import grading_mcmc
 from lftutor.grading import GradingError
 
@@ -231,13 +231,13 @@ def test_zeros_fail_without_patching(check, zeros):
 
 def test_calling_lftutor_mcmc_is_refused():
     with pytest.raises(GradingError, match="lftutor's own implementation"):
-        grading_mcmc.check_metropolis_step(lftutor.mcmc.metropolis_accept)
+        grading_mcmc.check_metropolis_step(lftutor.lattice.mcmc.metropolis_accept)
 
     def via_reference(log_w, u):
         idx = torch.zeros(log_w.shape[0], dtype=torch.long)
         current = 0
         for i in range(1, log_w.shape[0]):
-            if lftutor.mcmc.metropolis_accept(log_w[current], log_w[i], u[i]):
+            if lftutor.lattice.mcmc.metropolis_accept(log_w[current], log_w[i], u[i]):
                 current = i
             idx[i] = current
         return idx
@@ -246,7 +246,7 @@ def test_calling_lftutor_mcmc_is_refused():
         grading_mcmc.check_metropolis_chain(via_reference)
 
     def via_acceptance_rate(log_w, u):
-        lftutor.metrics.acceptance_rate(log_w, torch.zeros_like(log_w))
+        lftutor.training.metrics.acceptance_rate(log_w, torch.zeros_like(log_w))
         return metropolis_chain(log_w, u)
 
     with pytest.raises(GradingError, match="acceptance_rate"):
@@ -256,7 +256,7 @@ def test_calling_lftutor_mcmc_is_refused():
 def test_calling_lftutor_statistics_is_refused():
     with pytest.raises(GradingError, match="lftutor's own implementation"):
         grading_mcmc.check_chi2_estimate(
-            lambda m, v: lftutor.observables.chi2_from_chain(m.numpy(), v)["chi2"])
+            lambda m, v: lftutor.lattice.observables.chi2_from_chain(m.numpy(), v)["chi2"])
 
     def via_jackknife(m, volume, bin_size):
         return lftutor.statistics.jackknife(lambda x: float(np.var(x)) / volume, m.numpy(),

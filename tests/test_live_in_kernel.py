@@ -7,7 +7,7 @@ from nbclient import NotebookClient
 CODE = """
 import torch
 from lftutor import Flow, ScalarPhi4Action, SimpleNormal, make_phi4_affine_layers, train
-from lftutor.live import LivePlot
+from lftutor.training.live import LivePlot
 torch.manual_seed(0)
 flow = Flow(SimpleNormal.standard((4, 4)),
             make_phi4_affine_layers(n_layers=2, lattice_shape=(4, 4), hidden_sizes=[4], kernel_size=3))

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from lftutor import Flow, FreeFieldAction, ScalarPhi4Action, SimpleNormal
-from lftutor.mcmc import flow_metropolis, hmc, metropolis_accept, phi4_force
-from lftutor.observables import (
+from lftutor.lattice.mcmc import flow_metropolis, hmc, metropolis_accept, phi4_force
+from lftutor.lattice.observables import (
     effective_mass,
     ising_energy,
     magnetization,

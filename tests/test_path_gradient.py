@@ -1,4 +1,4 @@
-"""The path-gradient estimator of the reverse KL (lftutor.train.path_gradient_loss).
+"""The path-gradient estimator of the reverse KL (lftutor.training.loop.path_gradient_loss).
 
 Checked against exact results on the free field: it vanishes sample by sample for an exact
 flow (where the usual estimator does not), and its mean is the analytic gradient of the KL.
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from lftutor import Flow, FreeFieldAction
-from lftutor.coupling_models import DiagonalScale, linear_coupling_model
-from lftutor.preconditioners import FourierScale
-from lftutor.priors import SimpleNormal
-from lftutor.train import path_gradient_loss, train
+from lftutor.bijections.free_field import DiagonalScale, linear_coupling_model
+from lftutor.bijections.preconditioners import FourierScale
+from lftutor.lattice.priors import SimpleNormal
+from lftutor.training.loop import path_gradient_loss, train
 
 SHAPE = (4, 4)
 M2 = 0.5

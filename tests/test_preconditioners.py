@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lftutor import FreeFieldAction
-from lftutor.preconditioners import FourierScale
+from lftutor.bijections.preconditioners import FourierScale
 
 
 def _jacobian(layer, shape):

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from lftutor import ScalarPhi4Action
-from lftutor.recipes import FAST, Recipe
-from lftutor.splines import SplineCoupling, ZeroModeSpline
-from lftutor.symmetry import Z2Symmetric
-from lftutor.train import train
+from lftutor.bijections.splines import SplineCoupling, ZeroModeSpline
+from lftutor.bijections.symmetry import Z2Symmetric
+from lftutor.training.loop import train
+from lftutor.training.recipes import FAST, Recipe
 
 
 def test_fast_recipe_is_a_mirror_symmetric_zero_mode_spline_then_spline_couplings():

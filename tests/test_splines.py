@@ -4,7 +4,7 @@ bad inputs. (Invertibility and log-dets of the layers: tests/test_bijections.py.
 import pytest
 import torch
 
-from lftutor.splines import (
+from lftutor.bijections.splines import (
     SplineCoupling,
     ZeroModeSpline,
     make_phi4_spline_layers,

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from lftutor import Flow, SimpleNormal
-from lftutor.recipes import FAST
-from lftutor.splines import ZeroModeSpline
-from lftutor.symmetry import Z2Symmetric
+from lftutor.bijections.splines import ZeroModeSpline
+from lftutor.bijections.symmetry import Z2Symmetric
+from lftutor.training.recipes import FAST
 
 
 class Shift(nn.Module):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lftutor import Flow, ScalarPhi4Action, SimpleNormal, make_phi4_affine_layers, train
-from lftutor.recipes import RECIPES, TUTORIAL, get_recipe
-from lftutor.train import Callback, TrainingDiverged, cosine_schedule, evaluate
+from lftutor.training.loop import Callback, TrainingDiverged, cosine_schedule, evaluate
+from lftutor.training.recipes import RECIPES, TUTORIAL, get_recipe
 
 
 def _flow(shape=(4, 4)):

@@ -1,4 +1,4 @@
-"""Shared plumbing for ``lftutor.release`` and ``lftutor.grade``: find the course, load its
+"""Shared plumbing for ``lftutor.instructor.release`` and ``lftutor.instructor``: find the course, load its
 ``nbgrader_config.py``, and build an :class:`nbgrader.apps.NbGraderAPI` on it.
 
 nbgrader is imported lazily: ``python -m lftutor train`` must not pay for it.

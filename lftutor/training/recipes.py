@@ -5,8 +5,8 @@ A recipe fixes the architecture and the optimiser settings; the physics point (`
 
 * ``tutorial``: 16 affine couplings, as in arXiv:2101.08176 (what the notebooks teach).
 * ``fast``: a zero-mode spline, four rational-quadratic spline couplings on the even sublattice
-  and one that samples the odd sites given their neighbours (:mod:`lftutor.splines`), made
-  mirror-symmetric (:class:`lftutor.symmetry.Z2Symmetric`, so it cannot lose one sign of the
+  and one that samples the odd sites given their neighbours (:mod:`lftutor.bijections.splines`), made
+  mirror-symmetric (:class:`lftutor.bijections.symmetry.Z2Symmetric`, so it cannot lose one sign of the
   field), trained with a larger learning rate on a cosine schedule and one CPU thread. At
   ``L=8, m2=-4, lam=8`` it reaches ESS > 0.5 in 120 s on two CPU cores (see
   ``benchmarks/README.md``).
@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lftutor.flows import Flow
-from lftutor.layers import make_phi4_affine_layers
-from lftutor.priors import SimpleNormal
-from lftutor.splines import ZeroModeSpline, make_phi4_spline_layers
-from lftutor.symmetry import Z2Symmetric
-from lftutor.train import cosine_schedule
+from lftutor.bijections.coupling import make_phi4_affine_layers
+from lftutor.bijections.flow import Flow
+from lftutor.bijections.splines import ZeroModeSpline, make_phi4_spline_layers
+from lftutor.bijections.symmetry import Z2Symmetric
+from lftutor.lattice.priors import SimpleNormal
+from lftutor.training.loop import cosine_schedule
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,14 @@ class Recipe:
     Attributes:
         name: how the CLI and the benchmarks call it.
         coupling: ``"affine"`` (:func:`lftutor.make_phi4_affine_layers`) or ``"spline"``
-            (:func:`lftutor.splines.make_phi4_spline_layers`).
+            (:func:`lftutor.bijections.splines.make_phi4_spline_layers`).
         n_layers, hidden_sizes, kernel_size: the coupling stack (for ``"spline"``,
             ``n_layers - 1`` even-sublattice couplings and one odd-given-even coupling).
         n_bins: spline bins (``"spline"`` only).
-        zero_mode: start with a :class:`lftutor.splines.ZeroModeSpline` (``"spline"`` only).
-        z2_symmetric: wrap the flow in :class:`lftutor.symmetry.Z2Symmetric`, the mixture of
+        zero_mode: start with a :class:`lftutor.bijections.splines.ZeroModeSpline` (``"spline"`` only).
+        z2_symmetric: wrap the flow in :class:`lftutor.bijections.symmetry.Z2Symmetric`, the mixture of
             the flow and its mirror image, so that no training can lose one sign of the field.
-        gradient: the gradient estimator of :func:`lftutor.train.train` (``"reparam"`` or
+        gradient: the gradient estimator of :func:`lftutor.training.loop.train` (``"reparam"`` or
             ``"path"``).
         batch_size, lr: Adam settings per step.
         lr_schedule: learning-rate factor as a function of progress in [0, 1], or ``None``.
@@ -76,7 +76,7 @@ class Recipe:
     def build_flow(self, lattice_shape, *, dtype=torch.float32, device=None) -> Flow | Z2Symmetric:
         """A freshly initialised flow for ``lattice_shape`` with this recipe's architecture.
 
-        A :class:`lftutor.Flow`, or with ``z2_symmetric`` a :class:`lftutor.symmetry.Z2Symmetric`
+        A :class:`lftutor.Flow`, or with ``z2_symmetric`` a :class:`lftutor.bijections.symmetry.Z2Symmetric`
         around one (both have ``sample(n)``, ``log_prob(phi)`` and ``state_dict()``).
         """
         prior = SimpleNormal.standard(lattice_shape, dtype=dtype, device=device)
@@ -94,7 +94,7 @@ class Recipe:
         return Z2Symmetric(flow) if self.z2_symmetric else flow
 
     def train_kwargs(self) -> dict:
-        """Keyword arguments for :func:`lftutor.train.train`."""
+        """Keyword arguments for :func:`lftutor.training.loop.train`."""
         return {"batch_size": self.batch_size, "lr": self.lr, "lr_schedule": self.lr_schedule,
                 "ess_every": self.ess_every, "num_threads": self.num_threads,
                 "gradient": self.gradient}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from lftutor._checks import check_lattice_shape
-from lftutor.layers import make_checker_mask
+from lftutor.bijections.coupling import make_checker_mask
 
 
 def lexicographic_partition(lattice_shape: Sequence[int]) -> torch.Tensor:
@@ -34,7 +34,7 @@ def lexicographic_partition(lattice_shape: Sequence[int]) -> torch.Tensor:
 
 
 def checkerboard_partition(lattice_shape: Sequence[int]) -> torch.Tensor:
-    """Sites with even coordinate sum are 1 (see :func:`lftutor.layers.make_checker_mask`)."""
+    """Sites with even coordinate sum are 1 (see :func:`lftutor.bijections.coupling.make_checker_mask`)."""
     return make_checker_mask(lattice_shape, 0)
 
 

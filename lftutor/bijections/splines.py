@@ -155,7 +155,7 @@ class SplineCoupling(nn.Module):
         ``forward``/``reverse``: ``(batch, *L) -> ((batch, *L), (batch,))``.
 
     Example:
-        >>> from lftutor.layers import make_checker_mask
+        >>> from lftutor.bijections.coupling import make_checker_mask
         >>> m = make_checker_mask((4, 4), 0)
         >>> layer = SplineCoupling(1 - m, m, hidden_sizes=[8], n_bins=4)
         >>> z = torch.randn(3, 4, 4)

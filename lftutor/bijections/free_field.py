@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from lftutor._checks import check_field, check_lattice_shape, check_positive_int
-from lftutor.flows import Flow
-from lftutor.layers import AffineCoupling, make_checker_mask
-from lftutor.partitions import get_partition
-from lftutor.priors import SimpleNormal
+from lftutor.bijections.coupling import AffineCoupling, make_checker_mask
+from lftutor.bijections.flow import Flow
+from lftutor.bijections.partitions import get_partition
+from lftutor.lattice.priors import SimpleNormal
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
 

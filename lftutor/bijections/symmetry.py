@@ -51,7 +51,7 @@ class Z2Symmetric(nn.Module):
 
     Example:
         >>> from lftutor import Flow, SimpleNormal
-        >>> from lftutor.splines import ZeroModeSpline
+        >>> from lftutor.bijections.splines import ZeroModeSpline
         >>> model = Z2Symmetric(Flow(SimpleNormal.standard((4, 4)), [ZeroModeSpline((4, 4))]))
         >>> phi, log_q = model.sample(3)
         >>> torch.allclose(model.log_prob(-phi), log_q, atol=1e-5)

@@ -5,15 +5,15 @@ Steps (``python -m lftutor grade ASSIGNMENT --from DOWNLOAD.zip``):
 1. **sync**: ``nbgrader generate_assignment`` from ``solutions/`` into a temporary release,
    which puts the assignment, its notebooks and its (hidden) tests into the gradebook and
    gives the release notebooks that the repair step compares with;
-2. **collect** the submissions into ``submitted/`` (:mod:`lftutor.grade.collect`) and add the
+2. **collect** the submissions into ``submitted/`` (:mod:`lftutor.instructor.collect`) and add the
    students to the gradebook;
 3. **check and repair** each submitted notebook: a file that is not a notebook fails that
    student (with the reason) and nobody else; deleted, edited or re-labelled locked/test cells
-   are put back (:mod:`lftutor.grade.repair`; the original is kept under
+   are put back (:mod:`lftutor.instructor.repair`; the original is kept under
    ``grading/<assignment>/originals/``);
 4. **autograde** each student with nbgrader (per-cell timeout ``Execute.timeout``: an endless
    loop is interrupted and the rest of the notebook still runs);
-5. **feedback** HTML per student without hidden test code (:mod:`lftutor.grade.feedback`);
+5. **feedback** HTML per student without hidden test code (:mod:`lftutor.instructor.feedback`);
 6. **export** ``exports/<assignment>_grades.csv`` (one row per student, one column per graded
    cell) and ``grading/<assignment>/summary.json``, and return a :class:`GradeReport`.
 """
@@ -28,7 +28,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from lftutor._nbgrader import (
+from lftutor.instructor.collect import DEFAULT_REGEXP, collect
+from lftutor.instructor.nbgrader_api import (
     CourseError,
     coursedir_path,
     discover_units,
@@ -36,8 +37,7 @@ from lftutor._nbgrader import (
     load_config,
     make_api,
 )
-from lftutor.grade.collect import DEFAULT_REGEXP, collect
-from lftutor.grade.repair import Repair, repair_file
+from lftutor.instructor.repair import Repair, repair_file
 
 GRADED, FAILED = "graded", "failed"
 
@@ -139,7 +139,7 @@ def _timeouts(autograded: Path) -> list[str]:
 
 
 def _feedback_leaks(html_path: Path, hidden_lines: list[str]) -> list[str]:
-    from lftutor.grade.feedback import BEGIN, find_hidden_code, html_to_text
+    from lftutor.instructor.feedback import BEGIN, find_hidden_code, html_to_text
 
     page = html_path.read_text(encoding="utf-8")
     text = html_to_text(page)
@@ -152,7 +152,7 @@ def _feedback_leaks(html_path: Path, hidden_lines: list[str]) -> list[str]:
 def _hidden_lines(source_dir: Path) -> list[str]:
     import nbformat
 
-    from lftutor.grade.feedback import identifying_lines, split_hidden
+    from lftutor.instructor.feedback import identifying_lines, split_hidden
 
     lines = []
     for path in sorted(source_dir.glob("*.ipynb")):
@@ -167,11 +167,11 @@ def _hidden_lines(source_dir: Path) -> list[str]:
 
 
 def feedback_config(cfg) -> None:
-    """Make ``cfg``'s feedback hide hidden tests (see :mod:`lftutor.grade.feedback`)."""
+    """Make ``cfg``'s feedback hide hidden tests (see :mod:`lftutor.instructor.feedback`)."""
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import GetGrades
 
-    from lftutor.grade.feedback import HideHiddenTests
+    from lftutor.instructor.feedback import HideHiddenTests
 
     cfg.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
 
@@ -188,7 +188,7 @@ def grade_assignment(assignment: str, *, source: str | Path | None = None, cours
         course_root: folder with ``nbgrader_config.py`` (default: this repository).
         timeout: seconds per cell (default: ``Execute.timeout`` of the config).
         students: grade only these student ids (default: everyone collected).
-        regexp: file-name pattern for LMS downloads (see :mod:`lftutor.grade.collect`).
+        regexp: file-name pattern for LMS downloads (see :mod:`lftutor.instructor.collect`).
         log: called with progress lines.
 
     Returns:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from nbgrader.coursedir import CourseDirectory
 
-from lftutor._nbgrader import (
+from lftutor.instructor.nbgrader_api import (
     CourseError,
     coursedir_path,
     discover_units,
@@ -186,7 +186,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    """Entry point shared by ``python -m lftutor release`` and ``python -m lftutor.release``."""
+    """Entry point shared by ``python -m lftutor release`` and ``python -m lftutor.instructor.release``."""
     if args.check:
         problems = check_release_up_to_date(args.course_root, args.units or None)
         for problem in problems:
@@ -198,7 +198,8 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lftutor.release", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lftutor.instructor.release",
+                                     description=__doc__.split("\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

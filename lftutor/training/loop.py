@@ -1,7 +1,7 @@
 r"""Training a flow by minimising the reverse KL divergence (arXiv:2101.08176, sec. 4).
 
 The loop returns a :class:`History` and reports to callbacks; live plots and progress bars are
-callbacks (see :mod:`lftutor.live`), not code inside the loop.
+callbacks (see :mod:`lftutor.training.live`), not code inside the loop.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from lftutor._checks import check_positive_int
-from lftutor.metrics import acceptance_rate, ess, log_weights, reverse_kl
+from lftutor.training.metrics import acceptance_rate, ess, log_weights, reverse_kl
 
 
 class TrainingDiverged(FloatingPointError):

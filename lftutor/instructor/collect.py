@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lftutor._nbgrader import CourseError
+from lftutor.instructor.nbgrader_api import CourseError
 
 #: Matched against the full path of every extracted file (zip_collect's FileNameCollectorPlugin).
 DEFAULT_REGEXP = r".*/(?P<student_id>[^_/]+)_(?P<file_id>[^/]+?)(?: ?\(\d+\))?\.ipynb$"

@@ -8,7 +8,7 @@ in-kernel trick (e.g. rebinding the name ``grading``) can earn points. Enable it
 ``nbgrader_config.py``::
 
     c.Autograde.sanitize_preprocessors = [..., "nbgrader.preprocessors.OverwriteCells",
-                                          "lftutor.grading_audit.AuditCells", ...]
+                                          "lftutor.graders.audit.AuditCells", ...]
 """
 
 from __future__ import annotations

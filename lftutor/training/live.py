@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from lftutor.train import Callback, History
+from lftutor.training.loop import Callback, History
 
 
 def in_notebook() -> bool:
