@@ -176,15 +176,6 @@ def check_release_up_to_date(course_root=None, units: list[str] | None = None) -
     return problems
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("units", nargs="*", metavar="UNIT",
-                        help="units to release (folders of solutions/; default: all)")
-    parser.add_argument("--course-root", metavar="DIR",
-                        help="folder with nbgrader_config.py (default: this repository)")
-    parser.add_argument("--check", action="store_true",
-                        help="only check that course/ is current and leaks nothing; exit 1 if not")
-
-
 def run(args) -> int:
     """Entry point shared by ``python -m lftutor release`` and ``python -m lftutor.instructor.release``."""
     if args.check:
@@ -200,7 +191,9 @@ def run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lftutor.instructor.release",
                                      description=__doc__.split("\n")[0])
-    add_arguments(parser)
+    from lftutor.commands.instructor import add_release_arguments
+
+    add_release_arguments(parser)
     args = parser.parse_args(argv)
     try:
         return run(args)

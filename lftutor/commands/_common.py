@@ -1,0 +1,72 @@
+"""Argument helpers shared by every command module (no heavy imports here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def add_training_arguments(p: argparse.ArgumentParser, *, default_budget: float) -> None:
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=positive_int, help="number of training steps")
+    budget.add_argument("--time-budget", type=positive_float, metavar="SECONDS",
+                        help=f"train for this many seconds of wall time (default {default_budget:g})")
+    p.set_defaults(default_budget=float(default_budget))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    p.add_argument("--eval-samples", type=positive_int, default=8192,
+                   help="fresh samples for the final ESS (default 8192)")
+    p.add_argument("--save", metavar="FILE", help="save the trained weights (torch.save)")
+    p.add_argument("--json", action="store_true", help="print the result as a JSON last line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_training(args, flow, action, **train_kwargs) -> tuple[dict, int, float]:
+    """Train with a progress bar on stderr, evaluate on fresh samples, optionally save."""
+    from lftutor.training.live import ProgressBar
+    from lftutor.training.loop import evaluate, train
+
+    time_budget = None if args.steps is not None else (args.time_budget or args.default_budget)
+    bar = ProgressBar(total=args.steps, file=sys.stderr, disable=args.quiet, mininterval=1.0)
+    start = time.perf_counter()
+    history = train(flow, action, steps=args.steps, time_budget=time_budget, callbacks=[bar],
+                    **train_kwargs)
+    train_seconds = time.perf_counter() - start
+    metrics = evaluate(flow, action, n_samples=args.eval_samples)
+    if args.save:
+        torch.save(flow.state_dict(), args.save)
+    return metrics, len(history), train_seconds
+
+
+def setup(args) -> tuple[torch.device, torch.dtype]:
+    from lftutor.course import seed_all
+    from lftutor.device import default_device
+
+    if args.L % 2:
+        raise ValueError(f"expected an even --L (checkerboard masks need it), got {args.L}")
+    seed_all(args.seed)
+    return (torch.device(args.device) if args.device else default_device()), getattr(torch, args.dtype)
