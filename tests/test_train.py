@@ -109,3 +109,61 @@ def test_saved_weights_reload_to_the_same_density(tmp_path):
     other.load_state_dict(torch.load(tmp_path / "w.pt"))
     phi, log_q = flow.sample(5)
     torch.testing.assert_close(other.log_prob(phi), log_q, rtol=1e-5, atol=1e-4)
+
+
+class _ElementwiseAffine(torch.nn.Module):
+    """x = mu + exp(s) z: the maximum-likelihood fit of N(mu, exp(2 s)) is the sample mean/std."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.mu = torch.nn.Parameter(torch.zeros(dim, dtype=torch.float64))
+        self.s = torch.nn.Parameter(torch.zeros(dim, dtype=torch.float64))
+
+    def forward(self, z):
+        return self.mu + z * self.s.exp(), self.s.sum().expand(z.shape[0])
+
+    def reverse(self, x):
+        return (x - self.mu) * (-self.s).exp(), (-self.s.sum()).expand(x.shape[0])
+
+
+def test_maximum_likelihood_on_data_finds_the_sample_mean_and_std():
+    gen = torch.Generator().manual_seed(0)
+    data = torch.tensor([1.5, -0.5], dtype=torch.float64) + torch.randn(
+        4000, 2, generator=gen, dtype=torch.float64) * torch.tensor([0.5, 2.0], dtype=torch.float64)
+    flow = Flow(SimpleNormal.standard((2,), dtype=torch.float64), [_ElementwiseAffine(2)])
+    hist = train(flow, data=data, steps=1500, batch_size=256, lr=2e-2, generator=gen)
+    layer = flow.layers[0]
+    assert hist.objective == "nll" and all(math.isnan(e) for e in hist.ess)
+    assert torch.allclose(layer.mu.detach(), data.mean(0), atol=0.05)
+    assert torch.allclose(layer.s.detach().exp(), data.std(0), rtol=0.05)
+    # the recorded loss is the minibatch NLL: near the exact NLL of the fitted Gaussian
+    exact = -flow.log_prob(data).mean().item()
+    assert abs(sum(hist.loss[-200:]) / 200 - exact) < 0.1
+
+
+def test_a_custom_objective_is_minimised_and_its_ess_recorded():
+    model = torch.nn.Linear(1, 1, dtype=torch.float64)
+
+    def loss_fn(m, n):
+        loss = ((m(torch.ones(n, 1, dtype=torch.float64)) - 3.0) ** 2).mean()
+        return loss, {"ess": 0.5}
+
+    hist = train(model, loss_fn=loss_fn, steps=400, lr=5e-2, batch_size=4)
+    assert hist.objective == "custom" and hist.ess[-1] == 0.5
+    assert hist.loss[-1] < 1e-4 < hist.loss[0]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({}, "exactly one objective"),
+    ({"data": torch.zeros(3)}, "expected data="),
+])
+def test_objectives_are_checked(kwargs, match):
+    flow = Flow(SimpleNormal.standard((2,)), [_ElementwiseAffine(2).float()])
+    with pytest.raises(ValueError, match=match):
+        train(flow, steps=1, **kwargs)
+
+
+def test_a_loss_fn_must_return_a_scalar():
+    model = torch.nn.Linear(1, 1)
+    with pytest.raises(ValueError, match="scalar tensor"):
+        train(model, loss_fn=lambda m, n: [1.0], steps=1)

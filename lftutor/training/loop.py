@@ -32,6 +32,10 @@ class History:
         logw_mean, logw_std: mean and standard deviation of the batch's log-weights.
         seconds: wall time since the start of this call to :func:`train`.
         lr: learning rate used for the step.
+        objective: what ``loss`` is: ``"reverse_kl"`` (the reverse-KL loss, up to log Z),
+            ``"nll"`` (mean negative log-likelihood of data) or ``"custom"`` (a ``loss_fn``).
+        time_budget, steps_budget: the budgets of the current call to :func:`train` (``None`` when
+            not set), so that callbacks such as a progress bar can show elapsed against budget.
     """
 
     step: list[int] = field(default_factory=list)
@@ -41,12 +45,16 @@ class History:
     logw_std: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
+    objective: str = "reverse_kl"
+    time_budget: float | None = None
+    steps_budget: int | None = None
 
     def __len__(self) -> int:
         return len(self.step)
 
     def as_dict(self) -> dict[str, list]:
-        return asdict(self)
+        """The per-step lists (not the run's settings ``objective`` and the budgets)."""
+        return {k: v for k, v in asdict(self).items() if isinstance(v, list)}
 
 
 class Callback:
@@ -74,20 +82,36 @@ def cosine_schedule(progress: float) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
-def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | None = None,
+def train(flow, action: Callable[[torch.Tensor], torch.Tensor] | None = None, *,
+          data: torch.Tensor | Callable[[int], torch.Tensor] | None = None,
+          loss_fn: Callable | None = None, steps: int | None = None,
           time_budget: float | None = None, batch_size: int = 64, lr: float = 1e-3,
           optimizer: torch.optim.Optimizer | None = None,
           lr_schedule: Callable[[float], float] | None = None, ess_every: int = 1,
           num_threads: int | None = None, gradient: str = "reparam", callbacks: Iterable = (),
-          history: History | None = None) -> History:
-    r"""Train ``flow`` on the target :math:`p\propto e^{-S}` by reverse KL with Adam.
+          history: History | None = None, generator: torch.Generator | None = None) -> History:
+    r"""Train ``flow`` with Adam on one of three objectives; returns the :class:`History`.
 
-    Each step draws ``batch_size`` samples :math:`\phi\sim q`, computes
-    :math:`\mathcal L = \frac1N\sum_i[\log q(\phi_i) + S(\phi_i)]` and takes one optimiser step.
+    * ``action=S`` (**reverse KL**, variational inference; the lattice units): each step draws
+      ``batch_size`` samples :math:`\phi\sim q`, computes
+      :math:`\mathcal L = \frac1N\sum_i[\log q(\phi_i) + S(\phi_i)]` and takes one step.
+    * ``data=X`` (**forward KL**, maximum likelihood on samples of the target): each step takes a
+      random minibatch :math:`x_i` of ``X`` and minimises :math:`-\frac1N\sum_i\log q(x_i)`
+      (needs ``flow.log_prob``, i.e. every layer's ``reverse``). ``X`` is a tensor
+      ``(n_data, *event_shape)`` or a function ``n -> (n, *event_shape)`` that draws fresh data.
+    * ``loss_fn=f`` (**any objective**, e.g. a negative ELBO): ``f(flow, batch_size)`` returns the
+      scalar loss, or ``(loss, metrics)`` with a dict of floats/0-dim tensors (an ``"ess"`` entry is
+      recorded as the ESS).
+
+    ``history.objective`` says which (``"reverse_kl"``, ``"nll"``, ``"custom"``); ESS and the
+    log-weight statistics are ``nan`` where the objective has none.
 
     Args:
-        flow: a :class:`lftutor.Flow` (anything with ``sample(n) -> (phi, log_q)``).
+        flow: a :class:`lftutor.Flow` (anything with ``sample(n) -> (phi, log_q)`` for reverse KL,
+            ``log_prob(x) -> (batch,)`` for maximum likelihood), or any module for ``loss_fn``.
         action: ``S``, maps ``(batch, *L)`` to ``(batch,)``.
+        data: training data for maximum likelihood (see above).
+        loss_fn: a custom objective (see above).
         steps: number of optimiser steps; and/or
         time_budget: wall-time budget in seconds (training stops at the first step that ends
             after it). At least one of the two is required; with both, the first reached wins.
@@ -97,20 +121,36 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | 
             (fraction of steps or of the time budget), e.g. :func:`cosine_schedule`.
         ess_every: compute the batch ESS every this many steps (it costs a little).
         num_threads: torch's CPU threads during training, restored afterwards (``None``: keep).
-        gradient: the gradient estimator. ``"reparam"``: differentiate the loss through the
-            sample and through :math:`\log q` alike (the tutorial's). ``"path"``: the *path
+        gradient: the reverse-KL gradient estimator. ``"reparam"``: differentiate the loss through
+            the sample and through :math:`\log q` alike (the tutorial's). ``"path"``: the *path
             gradient* (:func:`path_gradient_loss`), which has the same mean and vanishes sample
             by sample when :math:`q = p`, so its noise dies out as training converges
             (arXiv:1703.09194, arXiv:2207.08219). It costs one reverse pass more per step.
         callbacks: :class:`Callback` objects or plain ``f(history)`` functions.
         history: continue an earlier run's history (steps keep counting).
+        generator: random generator for the minibatch indices of ``data``.
 
     Returns:
         The :class:`History`.
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite (names the step).
+
+    Example:
+        >>> model = torch.nn.Linear(1, 1)
+        >>> history = train(model, loss_fn=lambda m, n: (m(torch.ones(n, 1)) ** 2).mean(), steps=3)
+        >>> history.objective, len(history)
+        ('custom', 3)
     """
+    given = [name for name, value in (("action", action), ("data", data), ("loss_fn", loss_fn))
+             if value is not None]
+    if len(given) != 1:
+        raise ValueError("expected exactly one objective: an action S (reverse KL), data= (maximum "
+                         f"likelihood) or loss_fn= (custom), got {given or 'none'}")
+    if data is not None and not callable(data):
+        if not isinstance(data, torch.Tensor) or data.dim() < 2 or data.shape[0] == 0:
+            raise ValueError("expected data= a tensor (n_data, *event_shape) with n_data >= 1 or a "
+                             f"function n -> samples, got {_describe(data)}")
     if steps is None and time_budget is None:
         raise ValueError("expected steps=N or time_budget=SECONDS (or both), got neither")
     if steps is not None:
@@ -125,6 +165,9 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | 
         raise ValueError(f"expected gradient='reparam' or 'path', got {gradient!r}")
     callbacks = [_as_callback(cb) for cb in callbacks]
     history = History() if history is None else history
+    history.objective = given[0] if given[0] != "action" else "reverse_kl"
+    history.objective = {"data": "nll", "loss_fn": "custom"}.get(history.objective, history.objective)
+    history.time_budget, history.steps_budget = time_budget, steps
     if optimizer is None:
         optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -133,6 +176,12 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | 
     threads_before = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
+    if action is not None:
+        step = _reverse_kl_step(flow, action, optimizer, batch_size, gradient, first_step)
+    elif data is not None:
+        step = _likelihood_step(flow, data, optimizer, batch_size, generator, first_step)
+    else:
+        step = _custom_step(flow, loss_fn, optimizer, batch_size, first_step)
     try:
         flow.train()
         for cb in callbacks:
@@ -148,31 +197,14 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | 
             factor = lr_schedule(progress) if lr_schedule is not None else 1.0
             for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                 group["lr"] = base * factor
-
-            phi, log_q = flow.sample(batch_size)
-            log_p = -action(phi)
-            loss = reverse_kl(log_p, log_q)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss.item()} at step {first_step + i}: the flow produced "
-                    "fields where q or S overflow. Lower the learning rate, use a final tanh in the "
-                    "conditioners, or train in float64.")
-            optimizer.zero_grad(set_to_none=True)
-            if gradient == "path":
-                path_gradient_loss(flow, phi, log_p).backward()
-            else:
-                loss.backward()
-            optimizer.step()
-
-            with torch.no_grad():
-                lw = log_weights(log_p.detach(), log_q.detach())
-                history.step.append(first_step + i)
-                history.loss.append(loss.item())
-                history.ess.append(ess(log_p, log_q).item() if i % ess_every == 0 else float("nan"))
-                history.logw_mean.append(lw.mean().item())
-                history.logw_std.append(lw.std().item() if lw.numel() > 1 else 0.0)
-                history.seconds.append(time.perf_counter() - start)
-                history.lr.append(optimizer.param_groups[0]["lr"])
+            stats = step(i % ess_every == 0)
+            history.step.append(first_step + i)
+            history.loss.append(stats[0])
+            history.ess.append(stats[1])
+            history.logw_mean.append(stats[2])
+            history.logw_std.append(stats[3])
+            history.seconds.append(time.perf_counter() - start)
+            history.lr.append(optimizer.param_groups[0]["lr"])
             for cb in callbacks:
                 cb.on_step(history)
             i += 1
@@ -184,6 +216,100 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor], *, steps: int | 
         cb.on_train_end(history)
     flow.eval()
     return history
+
+
+_NAN = float("nan")
+
+
+def _describe(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a tensor of shape {tuple(x.shape)}"
+    return f"a {type(x).__name__}"
+
+
+def _diverged(value: float, step: int) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"the loss became {value} at step {step}: the flow produced values where q or the target "
+        "overflow. Lower the learning rate, use a final tanh in the conditioners, or train in "
+        "float64.")
+
+
+def _reverse_kl_step(flow, action, optimizer, batch_size, gradient, first_step):
+    """One reverse-KL step; returns ``[loss, ess, logw_mean, logw_std]`` as floats.
+
+    The statistics are gathered in one tensor and read with a single ``tolist()``: one host-device
+    synchronisation per step (each ``.item()`` is one, which a GPU waits for).
+    """
+    count = [first_step]
+
+    def step(with_ess: bool) -> list[float]:
+        phi, log_q = flow.sample(batch_size)
+        log_p = -action(phi)
+        loss = reverse_kl(log_p, log_q)
+        with torch.no_grad():
+            lw = log_weights(log_p.detach(), log_q.detach())
+            nan = torch.full((), _NAN, dtype=lw.dtype, device=lw.device)
+            stats = torch.stack([loss.detach().to(lw.dtype), ess(log_p, log_q) if with_ess else nan,
+                                 lw.mean(), lw.std() if lw.numel() > 1 else torch.zeros_like(nan)])
+            values = stats.tolist()
+        if not math.isfinite(values[0]):
+            raise _diverged(values[0], count[0])
+        optimizer.zero_grad(set_to_none=True)
+        if gradient == "path":
+            path_gradient_loss(flow, phi, log_p).backward()
+        else:
+            loss.backward()
+        optimizer.step()
+        count[0] += 1
+        return values
+
+    return step
+
+
+def _likelihood_step(flow, data, optimizer, batch_size, generator, first_step):
+    """One maximum-likelihood step on a minibatch of ``data``; returns ``[nll, nan, nan, nan]``."""
+    count = [first_step]
+
+    def step(with_ess: bool) -> list[float]:
+        if callable(data):
+            x = data(batch_size)
+        else:
+            index = torch.randint(data.shape[0], (batch_size,), generator=generator)
+            x = data[index.to(data.device)]
+        loss = -flow.log_prob(x).mean()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise _diverged(value, count[0])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        count[0] += 1
+        return [value, _NAN, _NAN, _NAN]
+
+    return step
+
+
+def _custom_step(model, loss_fn, optimizer, batch_size, first_step):
+    """One step on ``loss_fn(model, batch_size)``; returns ``[loss, ess or nan, nan, nan]``."""
+    count = [first_step]
+
+    def step(with_ess: bool) -> list[float]:
+        out = loss_fn(model, batch_size)
+        loss, metrics = out if isinstance(out, tuple) else (out, {})
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(f"expected loss_fn to return a scalar tensor (or (loss, metrics)), got "
+                             f"{_describe(loss)}")
+        value = loss.item()
+        if not math.isfinite(value):
+            raise _diverged(value, count[0])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        count[0] += 1
+        ess_value = metrics.get("ess", _NAN)
+        return [value, float(ess_value), _NAN, _NAN]
+
+    return step
 
 
 def path_gradient_loss(flow, phi: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
