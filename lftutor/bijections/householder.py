@@ -1,0 +1,96 @@
+r"""Householder reflections (Tomczak & Welling, arXiv:1611.09630) and a diagonal affine layer.
+
+A reflection through the hyperplane orthogonal to :math:`v`,
+
+.. math::
+    H_v = I - 2\frac{v v^\top}{\|v\|^2}, \qquad H_v^{-1} = H_v, \qquad |\det H_v| = 1,
+
+is volume preserving, and a product of :math:`K` of them can reach any orthogonal matrix
+(:math:`K = D` suffices). On its own such a stack cannot change an isotropic Gaussian (it is
+rotation invariant): it is used after a layer that breaks the isotropy, e.g. :class:`DiagonalAffine`
+(together: a Gaussian with a full covariance), or to build the orthogonal matrix of a Sylvester
+layer (:mod:`lftutor.bijections.sylvester`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lftutor._checks import check_field, check_positive_int
+
+
+def householder_matrix(vs: torch.Tensor) -> torch.Tensor:
+    r"""The orthogonal matrix :math:`H_{v_K}\cdots H_{v_1}` of the rows of ``vs``.
+
+    Shapes: ``(K, D) -> (D, D)``.
+    """
+    d = vs.shape[1]
+    q = torch.eye(d, dtype=vs.dtype, device=vs.device)
+    for v in vs:
+        q = q - 2 * torch.outer(v, v @ q) / (v @ v).clamp_min(1e-30)
+    return q
+
+
+class Householder(nn.Module):
+    r"""A stack of :math:`K` reflections, :math:`x = H_{v_K}\cdots H_{v_1} z`; ``log_det`` is zero.
+
+    Args:
+        dim: :math:`D`.
+        n_reflections: :math:`K`.
+        dtype: parameter dtype.
+
+    Shapes:
+        ``forward(z)``: ``(batch, D) -> (x (batch, D), log_det (batch,) zeros)``;
+        ``reverse(x)``: the reflections in the opposite order (each is its own inverse).
+
+    Example:
+        >>> layer = Householder(2, n_reflections=2)
+        >>> z = torch.randn(4, 2)
+        >>> bool(torch.allclose(layer.reverse(layer(z)[0])[0], z, atol=1e-6))
+        True
+    """
+
+    def __init__(self, dim: int, *, n_reflections: int = 2, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.dim = check_positive_int(dim, name="dim")
+        check_positive_int(n_reflections, name="n_reflections")
+        self.vs = nn.Parameter(torch.randn(n_reflections, dim, dtype=dtype))
+
+    @staticmethod
+    def _reflect(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return x - 2 * (x @ v)[:, None] * v / (v @ v).clamp_min(1e-30)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_field(z, (self.dim,), name="z", module=self)
+        for v in self.vs:
+            z = self._reflect(z, v)
+        return z, z.new_zeros(z.shape[0])
+
+    def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_field(x, (self.dim,), name="x", module=self)
+        for v in reversed(self.vs):
+            x = self._reflect(x, v)
+        return x, x.new_zeros(x.shape[0])
+
+
+class DiagonalAffine(nn.Module):
+    r"""Elementwise :math:`x = \mu + e^{s}\odot z`; :math:`\log|\det| = \sum_i s_i`.
+
+    Shapes:
+        ``forward(z)``: ``(batch, D) -> (x (batch, D), log_det (batch,))``; ``reverse`` its inverse.
+    """
+
+    def __init__(self, dim: int, *, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.dim = check_positive_int(dim, name="dim")
+        self.shift = nn.Parameter(torch.zeros(dim, dtype=dtype))
+        self.log_scale = nn.Parameter(torch.zeros(dim, dtype=dtype))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_field(z, (self.dim,), name="z", module=self)
+        return self.shift + torch.exp(self.log_scale) * z, self.log_scale.sum().expand(z.shape[0])
+
+    def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        check_field(x, (self.dim,), name="x", module=self)
+        return (x - self.shift) * torch.exp(-self.log_scale), (-self.log_scale.sum()).expand(x.shape[0])
