@@ -1,0 +1,193 @@
+"""Continuous flows (lftutor.bijections.continuous) and trace estimators (lftutor.bijections.trace)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lftutor.bijections.continuous import ContinuousFlow, LinearField, MLPField, PlanarField, make_cnf
+from lftutor.bijections.trace import exact_trace, hutchinson_trace, hutchinson_variance, sample_probe
+
+DTYPE = torch.float64
+
+
+def _field(kind: str, dim: int = 2) -> torch.nn.Module:
+    torch.manual_seed(1)
+    if kind == "planar":
+        field = PlanarField(dim, n_units=3, gate_hidden=4)
+    elif kind == "mlp":
+        field = MLPField(dim, hidden=(8,))
+    else:
+        field = LinearField(0.5 * torch.randn(dim, dim))
+    return field.to(DTYPE)
+
+
+FIELDS = ["planar", "mlp", "linear"]
+TOL = {"rtol": 1e-9, "atol": 1e-9}
+
+
+def _matrix(dim: int = 3, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(dim, dim, dtype=DTYPE, generator=gen)
+
+
+@pytest.mark.parametrize("t1", [0.5, 1.0])
+def test_linear_field_is_the_matrix_exponential(t1):
+    a = _matrix()
+    flow = ContinuousFlow(LinearField(a), t1=t1, **TOL)
+    z = torch.randn(5, 3, dtype=DTYPE)
+    x, log_det = flow.forward(z)
+    expected = z @ torch.linalg.matrix_exp(t1 * a).T
+    torch.testing.assert_close(x, expected, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(log_det, torch.full((5,), t1 * float(torch.trace(a)), dtype=DTYPE))
+    z_back, log_det_back = flow.reverse(x)
+    torch.testing.assert_close(z_back, z, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(log_det_back, -log_det)
+
+
+@pytest.mark.parametrize("kind", FIELDS)
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_invertible_and_log_dets_cancel(kind, method):
+    kwargs = TOL if method == "dopri5" else {"step_size": 0.01}
+    flow = ContinuousFlow(_field(kind), method=method, **kwargs)
+    z = torch.randn(6, 2, dtype=DTYPE)
+    x, ld = flow.forward(z)
+    assert not torch.allclose(x, z, atol=1e-3)  # the map does something
+    z_back, ld_back = flow.reverse(x)
+    tol = 1e-7 if method == "dopri5" else 1e-6
+    torch.testing.assert_close(z_back, z, rtol=tol, atol=tol)
+    torch.testing.assert_close(ld + ld_back, torch.zeros(6, dtype=DTYPE), rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("kind", FIELDS)
+def test_log_det_is_slogdet_of_the_autograd_jacobian(kind):
+    flow = ContinuousFlow(_field(kind), **TOL)
+    z = torch.randn(3, 2, dtype=DTYPE)
+    _, ld = flow.forward(z)
+    for b in range(3):
+        jac = torch.autograd.functional.jacobian(lambda y: flow.forward(y[None])[0][0], z[b])
+        sign, logabs = torch.linalg.slogdet(jac)
+        assert sign > 0  # an ODE flow preserves orientation
+        torch.testing.assert_close(ld[b], logabs, rtol=1e-6, atol=1e-6)
+
+
+def test_planar_field_trace_matches_closed_form():
+    field = _field("planar", dim=3)
+    z = torch.randn(7, 3, dtype=DTYPE)
+    t = torch.tensor(0.3, dtype=DTYPE)
+    _, tr = exact_trace(lambda y: field(t, y), z)
+    act = torch.tanh(z @ field.w.T + field.b)
+    closed = ((1 - act**2) * field.gates(t) * (field.u * field.w).sum(1)).sum(1)
+    torch.testing.assert_close(tr, closed)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "rademacher"])
+def test_hutchinson_is_unbiased_with_the_analytic_variance(kind):
+    """Mean over many probes -> tr A within 5 standard errors; sample variance -> the formula."""
+    a = _matrix(4, seed=3)
+    n = 200_000
+    z = torch.zeros(n, 4, dtype=DTYPE)
+    v = sample_probe(z, kind, generator=torch.Generator().manual_seed(7))
+    _, est = hutchinson_trace(lambda y: y @ a.T, z, v)
+    var = float(hutchinson_variance(a, kind))
+    mean_error = float(est.mean()) - float(torch.trace(a))
+    assert abs(mean_error) < 5 * math.sqrt(var / n)
+    # The sample variance of n draws has relative standard error ~ sqrt(Var(X^2)/n)/var; for
+    # these quadratic forms it is below 5 / sqrt(n) here (kurtosis < 25), so 10 sigma is 2e-2.
+    assert float(est.var()) == pytest.approx(var, rel=0.03)
+
+
+def test_analytic_variances_by_hand():
+    a = torch.tensor([[1.0, 2.0], [0.0, 3.0]], dtype=DTYPE)  # A_s = [[1, 1], [1, 3]]
+    assert float(hutchinson_variance(a, "gaussian")) == pytest.approx(2 * (1 + 1 + 1 + 9))
+    assert float(hutchinson_variance(a, "rademacher")) == pytest.approx(2 * (1 + 1))
+    # a diagonal matrix: Rademacher probes are exact
+    assert float(hutchinson_variance(torch.diag(torch.tensor([1.0, -2.0])), "rademacher")) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "rademacher"])
+def test_hutchinson_log_det_along_the_ode_for_a_linear_field(kind):
+    """One fixed probe per trajectory: log_det = v^T A v t1 exactly, so mean and variance are known."""
+    a = _matrix(3, seed=5)
+    flow = ContinuousFlow(LinearField(a), trace="hutchinson", probe=kind, rtol=1e-7, atol=1e-7,
+                          generator=torch.Generator().manual_seed(11))
+    n = 20_000
+    with torch.no_grad():
+        _, ld = flow.forward(torch.zeros(n, 3, dtype=DTYPE))
+    var = float(hutchinson_variance(a, kind))
+    assert abs(float(ld.mean()) - float(torch.trace(a))) < 5 * math.sqrt(var / n)
+    assert float(ld.var()) == pytest.approx(var, rel=0.1)
+
+
+def test_probe_is_fixed_during_the_solve():
+    """With a probe redrawn at every step the linear field's estimate would not be v^T A v."""
+    a = _matrix(2, seed=2)
+    gen = torch.Generator().manual_seed(3)
+    flow = ContinuousFlow(LinearField(a), trace="hutchinson", **TOL, generator=gen)
+    z = torch.randn(4, 2, dtype=DTYPE)
+    _, ld = flow.forward(z)
+    v = sample_probe(z, "gaussian", generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(ld, ((v @ a) * v).sum(1))
+
+
+@pytest.mark.parametrize("kind", FIELDS)
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_every_parameter_gets_a_gradient(kind, trace, adjoint):
+    flow = make_cnf(2, field=_field(kind), dtype=DTYPE, trace=trace, adjoint=adjoint, rtol=1e-5, atol=1e-5)
+    x = torch.randn(8, 2, dtype=DTYPE)
+    loss = -flow.log_prob(x).mean()
+    loss.backward()
+    for name, p in flow.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert float(p.grad.abs().sum()) > 0, name
+
+
+def test_adjoint_gradient_equals_direct_gradient():
+    grads = []
+    for adjoint in (False, True):
+        flow = make_cnf(2, field=_field("mlp"), dtype=DTYPE, adjoint=adjoint, **TOL)
+        x = torch.randn(5, 2, dtype=DTYPE, generator=torch.Generator().manual_seed(0))
+        (-flow.log_prob(x).mean()).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in flow.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+
+
+def test_log_prob_integrates_to_one_on_a_grid():
+    flow = make_cnf(2, field=_field("planar"), dtype=DTYPE, rtol=1e-6, atol=1e-6)
+    g = torch.linspace(-7, 7, 141, dtype=DTYPE)
+    xx, yy = torch.meshgrid(g, g, indexing="ij")
+    with torch.no_grad():
+        logp = flow.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1))
+    mass = float(logp.exp().sum()) * float(g[1] - g[0]) ** 2
+    assert mass == pytest.approx(1.0, abs=1e-3)
+
+
+def test_sample_log_q_matches_log_prob_and_nfe_is_counted():
+    flow = make_cnf(2, field=_field("planar"), dtype=DTYPE, **TOL)
+    x, log_q = flow.sample(6)
+    assert flow.layers[0].nfe > 6  # dopri5: 6 evaluations per step, plus the first
+    torch.testing.assert_close(flow.log_prob(x), log_q, rtol=1e-6, atol=1e-6)
+    traj = flow.layers[0].trajectory(torch.randn(4, 2, dtype=DTYPE), [0.0, 0.5, 1.0])
+    assert traj.shape == (3, 4, 2)
+
+
+def test_fixed_step_rk4_counts_four_evaluations_per_step():
+    flow = ContinuousFlow(_field("mlp"), method="rk4", step_size=0.1)
+    flow.forward(torch.randn(2, 2, dtype=DTYPE))
+    assert flow.nfe == 40
+
+
+def test_inputs_are_checked():
+    flow = ContinuousFlow(_field("planar"))
+    with pytest.raises(ValueError, match=r"expected z of shape \(batch, 2\)"):
+        flow.forward(torch.randn(3, 3, dtype=DTYPE))
+    with pytest.raises(ValueError, match="dtype"):
+        flow.forward(torch.randn(3, 2))
+    flow.trace = "approximate"
+    with pytest.raises(ValueError, match="expected trace"):
+        flow.forward(torch.randn(3, 2, dtype=DTYPE))
+    with pytest.raises(ValueError, match="expected a square matrix"):
+        LinearField(torch.zeros(2, 3))
