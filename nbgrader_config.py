@@ -20,9 +20,11 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(c.CourseDirectory.root, "
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py", "*.md",
                              "*.pt"]
 
-# Kernels started by nbgrader inherit this process's environment: switch notebooks into
-# grading mode (short trainings) so that a notebook grades in seconds.
-os.environ.setdefault("LFTUTOR_GRADING", "1")
+# Grading mode (short trainings, so that a notebook grades in seconds) needs nothing here:
+# nbgrader sets NBGRADER_EXECUTION=autograde while it executes a submission, the kernel inherits
+# it and lftutor.course.grading_mode() reads it. Never set LFTUTOR_GRADING in this file: JupyterLab's
+# nbgrader extensions load it into the server that `make lab` and Binder start, and every
+# student's kernel would inherit it (tests/test_grading_mode_server.py).
 
 # nbgrader 0.9 reads the per-cell timeout from Execute (ExecutePreprocessor.timeout is ignored).
 c.Execute.timeout = 120
