@@ -93,7 +93,13 @@ class Sylvester(nn.Module):
 
     def q(self) -> torch.Tensor:
         """:math:`Q`, shape ``(D, M)`` with orthonormal columns."""
-        if self.variant == "orthogonal":
+        if self.variant == "orthogonal" and self.dim == 2:
+            # exp of the 2x2 skew matrix [[0, a], [-a, 0]] is the rotation by -a: same matrix as
+            # matrix_exp below, an order of magnitude cheaper per step.
+            a = self.skew[0, 1] - self.skew[1, 0]
+            c, s = torch.cos(a), torch.sin(a)
+            full = torch.stack([torch.stack([c, s]), torch.stack([-s, c])])
+        elif self.variant == "orthogonal":
             full = torch.linalg.matrix_exp(self.skew - self.skew.T)
         elif self.variant == "householder":
             full = householder_matrix(self.vs)
