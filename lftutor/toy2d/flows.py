@@ -37,12 +37,12 @@ FAMILIES = OWN_FAMILIES + AUTOREGRESSIVE_FAMILIES
 # Adam learning rate and batch size that train each family well in a minute on a CPU core
 # (benchmarks/flows_2d.py); the CLI's defaults.
 TRAINING_DEFAULTS = {
-    "planar": {"lr": 1e-2, "batch_size": 512},
-    "radial": {"lr": 1e-2, "batch_size": 512},
-    "householder": {"lr": 2e-2, "batch_size": 512},
-    "sylvester": {"lr": 1e-2, "batch_size": 512},
+    "planar": {"lr": 1e-2, "batch_size": 128},
+    "radial": {"lr": 1e-2, "batch_size": 128},
+    "householder": {"lr": 2e-2, "batch_size": 128},
+    "sylvester": {"lr": 1e-2, "batch_size": 128},
 }
-_AR_DEFAULTS = {"lr": 3e-3, "batch_size": 512}
+_AR_DEFAULTS = {"lr": 3e-3, "batch_size": 128}
 
 
 def _autoregressive_layers(family: str, n_layers: int, dtype: torch.dtype):
