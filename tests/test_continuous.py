@@ -191,3 +191,21 @@ def test_inputs_are_checked():
         flow.forward(torch.randn(3, 2, dtype=DTYPE))
     with pytest.raises(ValueError, match="expected a square matrix"):
         LinearField(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("trace", ["exact", "hutchinson"])
+def test_cli_prints_json_with_nll_nfe_steps_and_seconds(trace):
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "lftutor", "train", "cnf", "--data", "two-moons",
+                          "--trace", trace, "--steps", "2", "--seed", "3", "--width", "8",
+                          "--n-train", "512", "--n-test", "200", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["steps"] == 2 and result["trace"] == trace and result["seed"] == 3
+    assert result["train_seconds"] > 0 and result["nfe"] >= 7 and result["nfe_train_last"] >= 7
+    assert 0.5 < result["test_nll"] < 10  # a 2-D density of standardized data, barely trained
+    assert "training" in out.stderr  # the progress bar was shown

@@ -320,6 +320,29 @@ class ContinuousFlow(nn.Module):
                 f"method={self.method!r}, rtol={self.rtol}, atol={self.atol}, adjoint={self.adjoint}")
 
 
+class Inverse(nn.Module):
+    r"""A bijection with ``forward`` and ``reverse`` swapped.
+
+    Puts the closed-form direction of a discrete layer on the data side: a stack of
+    ``Inverse(Planar(2))`` evaluates :math:`\log q(x)` in closed form (fast maximum likelihood)
+    but can only sample by solving each layer's equation numerically, the situation that a
+    continuous flow, invertible by the same solver in both directions, avoids.
+
+    Shapes:
+        as the wrapped layer's, directions exchanged.
+    """
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.layer.reverse(z)
+
+    def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.layer.forward(x)
+
+
 FIELDS = {"planar": PlanarField, "mlp": MLPField}
 
 
