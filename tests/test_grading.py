@@ -1,18 +1,27 @@
-"""The graders of lftutor.grading: right answers pass, typical mistakes fail with a lesson, cheats fail.
+"""The graders of units 1-4 (lftutor.graders.change_of_variables ... training): right answers pass,
+typical mistakes fail with a lesson, cheats fail.
 
 The "student" answers below are written here, independently of the reference (an answer that calls
 the reference is itself refused by the graders).
 """
 
 import math
+import types
 
 import pytest
 import torch
 from torch import nn
 
 import lftutor
-from lftutor import grading
-from lftutor.grading import GradingError
+from lftutor.graders import affine_coupling, audit, change_of_variables, core, phi4_lattice, training
+from lftutor.graders.core import GradingError
+
+# The graders of units 1-4 and the audit under one name, as the notebooks of those units see theirs.
+grading = types.SimpleNamespace(
+    **{name: getattr(module, name) for module in (change_of_variables, phi4_lattice, affine_coupling,
+                                                   training) for name in module.__all__},
+    audit_source=audit.audit_source, audit_notebook=audit.audit_notebook,
+    _max_abs_diff=core.max_abs_diff, _ref_phi4=phi4_lattice._ref_phi4)
 
 LEVELS = ["visible", "hidden"]
 
@@ -386,11 +395,12 @@ def test_comparisons_use_captured_primitives(monkeypatch):
     assert grading._max_abs_diff(torch.zeros(3), torch.ones(3)) == 1.0
 
 
-def test_grading_module_is_read_only():
+@pytest.mark.parametrize("module", [core, change_of_variables, phi4_lattice, affine_coupling, training])
+def test_grading_module_is_read_only(module):
     with pytest.raises(GradingError, match="read-only"):
-        grading.check_phi4_action = lambda *a, **k: None
+        module.check_phi4_action = lambda *a, **k: None
     with pytest.raises(GradingError, match="read-only"):
-        del grading.check_ess
+        del module.GradingError
 
 
 def test_tensor_subclass_answers_are_refused():
@@ -410,11 +420,13 @@ def test_tensor_subclass_answers_are_refused():
     "import numpy as np\nnp.allclose = lambda *a, **k: True",
     "import torch as T\nT.testing.assert_close = print",
     "from torch import testing\ntesting.assert_close = print",
-    "import lftutor.grading as g\n",
+    "import lftutor.graders.training as g\n",
     "grading = None",
-    "from lftutor import grading as grading2\n",
+    "from lftutor.graders import training as grading2\n",
+    "from lftutor.graders import core as grading\n",
+    "from lftutor.graders.core import guarded_call\n",
     "setattr(grading, 'check_ess', print)",
-    "import sys\nsys.modules['lftutor.grading'] = None",
+    "import sys\nsys.modules['lftutor.graders.training'] = None",
     "import sys\nsys.modules.pop('torch')",
     "import importlib",
     "exec('x = 1')",
@@ -430,7 +442,7 @@ def test_audit_flags_tampering(source):
 
 @pytest.mark.parametrize("source", [
     "import sys\nif 'google.colab' in sys.modules:\n    pass",
-    "from lftutor import grading",
+    "from lftutor.graders import training as grading",
     "import torch\nx = torch.zeros(3)\nx[0] = 1.0\nplt.rcParams.update({'font.size': 9})",
     "class A(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.s = 1",
     "get_ipython().run_line_magic('matplotlib', 'inline')",
@@ -469,7 +481,7 @@ def test_autograde_preprocessor_fails_every_test_cell_of_a_tampering_notebook():
     clean = nbformat.v4.new_notebook(cells=[
         cell("import sys\nif 'google.colab' in sys.modules:\n    pass", locked=True, grade_id="setup"),
         cell("def f(x):\n    return x", solution=True, grade=False, grade_id="f"),
-        cell("from lftutor import grading\ngrading.check_ess(f)", **test_meta)])
+        cell("from lftutor.graders import training as grading\ngrading.check_ess(f)", **test_meta)])
     assert AuditCells().enabled  # nbconvert skips preprocessors that are not enabled
     nb, _ = AuditCells().preprocess(clean, {})
     assert not nb.cells[2].source.startswith("raise")
@@ -477,7 +489,7 @@ def test_autograde_preprocessor_fails_every_test_cell_of_a_tampering_notebook():
     cheat = nbformat.v4.new_notebook(cells=[
         cell("class G:\n    pass\ngrading = G()", solution=True, grade=False, grade_id="f"),
         cell("%matplotlib inline\nx = 1"),  # a cell the student added
-        cell("from lftutor import grading\ngrading.check_ess(f)", **test_meta)])
+        cell("from lftutor.graders import training as grading\ngrading.check_ess(f)", **test_meta)])
     nb, _ = AuditCells().preprocess(cheat, {})
     assert nb.cells[2].source.startswith("raise AssertionError(")
     assert "grading" in nb.cells[2].source.splitlines()[0]

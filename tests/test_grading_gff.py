@@ -1,4 +1,4 @@
-"""The graders of unit 6 (lftutor.grading_gff): right answers pass, typical mistakes fail with a
+"""The graders of unit 6 (lftutor.graders.free_field): right answers pass, typical mistakes fail with a
 lesson, patched comparisons and calls into lftutor's free-field code are refused.
 
 The "student" answers are written here from the formulas, independently of lftutor.
@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from lftutor import FreeFieldAction, grading_gff
+from lftutor import FreeFieldAction
 from lftutor.bijections.free_field import DenseCoupling
-from lftutor.grading import GradingError
+from lftutor.graders import free_field as grading_gff
+from lftutor.graders.core import GradingError
 
 LEVELS = ["visible", "hidden"]
 

@@ -1,4 +1,4 @@
-"""The graders of unit 5 (lftutor.grading_mcmc): right answers pass, typical mistakes fail with a
+"""The graders of unit 5 (lftutor.graders.exact_sampling): right answers pass, typical mistakes fail with a
 lesson, patched comparisons and calls into lftutor's own chain and statistics are refused.
 
 The "student" answers are written here from the formulas, independently of lftutor.
@@ -14,8 +14,8 @@ import lftutor.lattice.mcmc
 import lftutor.lattice.observables
 import lftutor.statistics
 import lftutor.training.metrics
-from lftutor import grading_mcmc
-from lftutor.grading import GradingError
+from lftutor.graders import exact_sampling as grading_mcmc
+from lftutor.graders.core import GradingError
 
 LEVELS = ["visible", "hidden"]
 
@@ -269,7 +269,7 @@ def test_calling_lftutor_statistics_is_refused():
 def test_calling_the_grader_is_refused():
     with pytest.raises(GradingError, match="grader function"):
         grading_mcmc.check_cost_per_independent_sample(
-            lambda t, n, tau: grading_mcmc._number(t * 2 * tau / n, "x"))
+            lambda t, n, tau: grading_mcmc.number(t * 2 * tau / n, "x"))
 
 
 def test_module_is_read_only():

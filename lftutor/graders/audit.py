@@ -1,6 +1,6 @@
 r"""Audit of notebook code for tampering with the graders: a pure-AST scan, no torch needed.
 
-:func:`audit_source` flags code that could change what the graders of :mod:`lftutor.grading`
+:func:`audit_source` flags code that could change what the graders of :mod:`lftutor.graders`
 see (patching torch or numpy, rebinding ``grading``, ``setattr``/``exec`` tricks...).
 :class:`AuditCells` runs it inside ``nbgrader autograde``, outside the student's kernel: when a
 submitted notebook contains such code, every autograded test cell fails with the findings, so no
@@ -62,7 +62,7 @@ def audit_source(source: str) -> list[str]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 top = alias.name.split(".")[0]
-                if alias.name.startswith("lftutor.grading"):
+                if alias.name.startswith("lftutor.graders"):
                     flag(node, f"imports {alias.name} under another name")
                 if top in _FORBIDDEN_IMPORTS:
                     flag(node, f"imports {alias.name}")
@@ -76,9 +76,11 @@ def audit_source(source: str) -> list[str]:
                 flag(node, f"imports from {node.module}")
             for alias in node.names:
                 bound = alias.asname or alias.name
-                is_setup = node.module == "lftutor" and alias.name == "grading" and alias.asname is None
-                if (bound == "grading" or alias.name == "grading"
-                        or (node.module or "").startswith("lftutor.grading")) and not is_setup:
+                # the setup and test cells' `from lftutor.graders import <unit> as grading`
+                is_setup = (node.module == "lftutor.graders" and alias.asname == "grading"
+                            and alias.name not in ("core", "audit"))
+                if (bound == "grading" or alias.name in ("grading", "graders")
+                        or (node.module or "").startswith("lftutor.graders")) and not is_setup:
                     flag(node, "imports the grader under another name, or binds 'grading' to "
                                "something else")
                 if top in _PROTECTED_MODULES and alias.name != "*":
