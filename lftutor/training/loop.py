@@ -266,6 +266,18 @@ def _reverse_kl_step(flow, action, optimizer, batch_size, gradient, first_step):
     return step
 
 
+def _descend(loss: torch.Tensor, optimizer, count: list[int]) -> float:
+    """Check ``loss`` is finite, take one optimiser step on it, count the step; return its value."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise _diverged(value, count[0])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    count[0] += 1
+    return value
+
+
 def _likelihood_step(flow, data, optimizer, batch_size, generator, first_step):
     """One maximum-likelihood step on a minibatch of ``data``; returns ``[nll, nan, nan, nan]``."""
     count = [first_step]
@@ -276,14 +288,7 @@ def _likelihood_step(flow, data, optimizer, batch_size, generator, first_step):
         else:
             index = torch.randint(data.shape[0], (batch_size,), generator=generator)
             x = data[index.to(data.device)]
-        loss = -flow.log_prob(x).mean()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise _diverged(value, count[0])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        count[0] += 1
+        value = _descend(-flow.log_prob(x).mean(), optimizer, count)
         return [value, _NAN, _NAN, _NAN]
 
     return step
@@ -299,15 +304,8 @@ def _custom_step(model, loss_fn, optimizer, batch_size, first_step):
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError(f"expected loss_fn to return a scalar tensor (or (loss, metrics)), got "
                              f"{_describe(loss)}")
-        value = loss.item()
-        if not math.isfinite(value):
-            raise _diverged(value, count[0])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        count[0] += 1
-        ess_value = metrics.get("ess", _NAN)
-        return [value, float(ess_value), _NAN, _NAN]
+        value = _descend(loss, optimizer, count)
+        return [value, float(metrics.get("ess", _NAN)), _NAN, _NAN]
 
     return step
 
