@@ -209,3 +209,81 @@ def test_cli_prints_json_with_nll_nfe_steps_and_seconds(trace):
     assert result["train_seconds"] > 0 and result["nfe"] >= 7 and result["nfe_train_last"] >= 7
     assert 0.5 < result["test_nll"] < 10  # a 2-D density of standardized data, barely trained
     assert "training" in out.stderr  # the progress bar was shown
+
+
+# ------------------------------------------------------------------------------------------------
+# Graders of unit 8: the reference answers pass, typical mistakes fail with a lesson.
+# ------------------------------------------------------------------------------------------------
+def _hutchinson(f, z, v):
+    fz, jv = torch.func.jvp(f, (z,), (v,))
+    return fz, (v * jv).sum(dim=1)
+
+
+def _variance(a, kind):
+    sym = 0.5 * (a + a.T)
+    total = 2 * (sym**2).sum()
+    return float(total - 2 * (torch.diagonal(sym) ** 2).sum() if kind == "rademacher" else total)
+
+
+def _augmented(field, t, state, *, sign=-1.0, create_graph=True):
+    z, log_p = state
+    with torch.enable_grad():
+        if not z.requires_grad:
+            z = z.detach().requires_grad_(True)
+        dz = field(t, z)
+        trace = torch.zeros_like(log_p)
+        for i in range(z.shape[1]):
+            (g,) = torch.autograd.grad(dz[:, i].sum(), z, create_graph=create_graph, retain_graph=True)
+            trace = trace + g[:, i]
+        return dz, sign * trace
+
+
+def _push(field, z, t1=1.0, *, backwards=False):
+    from torchdiffeq import odeint
+
+    times = torch.tensor([t1, 0.0] if backwards else [0.0, t1], dtype=z.dtype)
+    return odeint(field, z, times)[-1]
+
+
+GRADER_CASES = [
+    ("check_hutchinson_trace", _hutchinson, lambda f, z, v: (f(z), torch.func.jvp(f, (z,), (v,))[1].sum(1)),
+     "summed J v"),
+    ("check_trace_variance", _variance, lambda a, kind: float(2 * (a**2).sum()), "forgets to symmetrise"),
+    ("check_augmented_dynamics", _augmented, lambda f, t, s: _augmented(f, t, s, sign=1.0),
+     "sign is flipped"),
+    ("check_push_forward", _push, lambda f, z, t1=1.0: _push(f, z, t1, backwards=True),
+     "integrated backwards"),
+]
+
+
+@pytest.mark.parametrize("check,good,bad,lesson", GRADER_CASES, ids=[c[0] for c in GRADER_CASES])
+def test_graders_accept_the_reference_and_teach_on_a_typical_mistake(check, good, bad, lesson, capsys):
+    from lftutor.graders import continuous_flows as grading
+
+    for level in ("visible", "hidden"):
+        getattr(grading, check)(good, level=level)
+    assert "\u2713" in capsys.readouterr().out
+    with pytest.raises(grading.GradingError, match=lesson):
+        getattr(grading, check)(bad, level="visible")
+
+
+def test_augmented_dynamics_grader_needs_create_graph_at_the_hidden_level():
+    from lftutor.graders import continuous_flows as grading
+
+    def no_graph(f, t, s):
+        return _augmented(f, t, s, create_graph=False)
+
+    grading.check_augmented_dynamics(no_graph, level="visible")
+    with pytest.raises(grading.GradingError, match="create_graph=True"):
+        grading.check_augmented_dynamics(no_graph, level="hidden")
+
+
+def test_graders_refuse_lftutors_own_answers():
+    from lftutor.bijections import trace as lftutor_trace
+    from lftutor.graders import continuous_flows as grading
+
+    with pytest.raises(grading.GradingError, match="lftutor's own implementation"):
+        grading.check_hutchinson_trace(lftutor_trace.hutchinson_trace, level="visible")
+    with pytest.raises(grading.GradingError, match="lftutor's own implementation"):
+        grading.check_trace_variance(lambda a, kind: lftutor_trace.hutchinson_variance(a, kind),
+                                     level="visible")
