@@ -108,7 +108,7 @@ def plot_layer_kdes(flow, *, n: int = 500, max_panels: int = 6, box=(-5, 5),
     for ax, k in zip(axes[0], idx, strict=True):
         sns.kdeplot(x=stages[k][:, 0], y=stages[k][:, 1], fill=True, levels=30, cmap="viridis",
                     thresh=0.02, ax=ax)
-        ax.set_title("prior" if k == 0 else f"after {k} layer{'s' * (k > 1)}", fontsize=9)
+        ax.set_title("prior" if k == 0 else f"after {k} layer{'s' if k > 1 else ''}", fontsize=9)
         ax.set_xlim(*box)
         ax.set_ylim(*box)
         ax.set_aspect("equal")
