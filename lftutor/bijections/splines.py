@@ -72,42 +72,46 @@ def rational_quadratic_spline(x: torch.Tensor, widths: torch.Tensor, heights: to
     if heights.shape[-1] != n_bins or derivatives.shape[-1] != n_bins - 1:
         raise ValueError(f"expected widths and heights (..., K) and derivatives (..., K-1), got "
                          f"{tuple(widths.shape)}, {tuple(heights.shape)}, {tuple(derivatives.shape)}")
-    if widths.shape[:-1] != x.shape:
+    if widths.shape[:-1] != x.shape or heights.shape[:-1] != x.shape:
         raise ValueError(f"expected spline parameters of shape {tuple(x.shape)} + (K,), "
                          f"got {tuple(widths.shape)}")
+    return _spline(x, torch.stack([widths, heights], dim=-2), derivatives, bound=bound,
+                   inverse=inverse, min_bin=min_bin, min_derivative=min_derivative)
 
-    def knots(unnormalised):
-        sizes = min_bin + (1 - min_bin * n_bins) * torch.softmax(unnormalised, dim=-1)
-        cum = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
-        cum = 2 * bound * cum - bound
-        return cum, cum[..., 1:] - cum[..., :-1]
 
-    cw, w = knots(widths)
-    ch, h = knots(heights)
-    # Shift so that zeros give derivative 1 (an identity spline at initialisation).
+def _spline(x: torch.Tensor, widths_heights: torch.Tensor, derivatives: torch.Tensor, *,
+            bound: float, inverse: bool, min_bin: float = DEFAULT_MIN_BIN,
+            min_derivative: float = DEFAULT_MIN_DERIVATIVE) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rational_quadratic_spline` with widths and heights stacked, ``(*S, 2, K)``, unchecked.
+
+    The same arithmetic in fewer operations (what a GPU pays for per step is the number of
+    kernels, not their size): one softmax and one cumulative sum for the widths and heights
+    together, and two gathers (knots and derivatives at ``k`` and ``k + 1``) instead of six.
+    A coupling passes a view of its conditioner's output, so nothing is copied for the stack.
+    """
+    n_bins = widths_heights.shape[-1]
+    sizes = min_bin + (1 - min_bin * n_bins) * torch.softmax(widths_heights, dim=-1)
+    knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
+    knots = 2 * bound * knots - bound  # (*S, 2, K + 1): x knots, then y knots
+    # Shift so that zeros give derivative 1 (an identity spline at initialisation); the boundary
+    # derivatives are 1.
     shift = math.log(math.expm1(1 - min_derivative))
-    d_inner = min_derivative + F.softplus(derivatives + shift)
-    one = torch.ones_like(d_inner[..., :1])
-    d = torch.cat([one, d_inner, one], dim=-1)
+    d = F.pad(min_derivative + F.softplus(derivatives + shift), (1, 1), value=1.0)  # (*S, K + 1)
 
-    inside = (x > -bound) & (x < bound)
+    inside = x.abs() < bound
     xc = x.clamp(-bound, bound)
-    grid = ch if inverse else cw
-    k = ((xc.unsqueeze(-1) >= grid[..., 1:-1]).sum(dim=-1, keepdim=True))  # bin index, (*S, 1)
-
-    def at(t):
-        return torch.gather(t, -1, k).squeeze(-1)
-
-    x_k, y_k, w_k, h_k, d_k, d_k1 = at(cw), at(ch), at(w), at(h), at(d), at(d[..., 1:])
+    grid = knots[..., 1 if inverse else 0, 1:-1]
+    k = (xc.unsqueeze(-1) >= grid).sum(dim=-1, keepdim=True)  # bin index, (*S, 1)
+    k_k1 = torch.cat([k, k + 1], dim=-1)  # (*S, 2)
+    # [[x_k, x_{k+1}], [y_k, y_{k+1}]] and [d_k, d_{k+1}]
+    at = torch.gather(knots, -1, k_k1.unsqueeze(-2).expand(*k_k1.shape[:-1], 2, 2))
+    d_k, d_k1 = torch.gather(d, -1, k_k1).unbind(-1)
+    x_k, y_k = at[..., 0].unbind(-1)
+    w_k, h_k = (at[..., 1] - at[..., 0]).unbind(-1)
     s_k = h_k / w_k
     c = d_k1 + d_k - 2 * s_k
     if not inverse:
         xi = (xc - x_k) / w_k
-        t = xi * (1 - xi)
-        den = s_k + c * t
-        y = y_k + h_k * (s_k * xi**2 + d_k * t) / den
-        dnum = s_k**2 * (d_k1 * xi**2 + 2 * s_k * t + d_k * (1 - xi) ** 2)
-        log_det = torch.log(dnum) - 2 * torch.log(den)
     else:
         dy = xc - y_k
         a = h_k * (s_k - d_k) + dy * c
@@ -115,14 +119,17 @@ def rational_quadratic_spline(x: torch.Tensor, widths: torch.Tensor, heights: to
         cc = -s_k * dy
         disc = (b**2 - 4 * a * cc).clamp_min(0)
         xi = (2 * cc) / (-b - torch.sqrt(disc))
+    t = xi * (1 - xi)
+    den = s_k + c * t
+    xi2 = xi**2
+    dnum = s_k**2 * (d_k1 * xi2 + 2 * s_k * t + d_k * (1 - xi) ** 2)
+    log_det = torch.log(dnum) - 2 * torch.log(den)
+    if not inverse:
+        y = y_k + h_k * (s_k * xi2 + d_k * t) / den
+    else:
         y = xi * w_k + x_k
-        t = xi * (1 - xi)
-        den = s_k + c * t
-        dnum = s_k**2 * (d_k1 * xi**2 + 2 * s_k * t + d_k * (1 - xi) ** 2)
-        log_det = -(torch.log(dnum) - 2 * torch.log(den))
-    y = torch.where(inside, y, x)
-    log_det = torch.where(inside, log_det, torch.zeros_like(log_det))
-    return y, log_det
+        log_det = -log_det
+    return torch.where(inside, y, x), torch.where(inside, log_det, 0.0)
 
 
 class SplineCoupling(nn.Module):
@@ -214,9 +221,9 @@ class SplineCoupling(nn.Module):
             features = flat.new_zeros(x.shape[0], n_update, 1)
         params = self.net(features)
         k = self.n_bins
-        y, log_det = rational_quadratic_spline(
-            flat.index_select(1, self.update_index), params[..., :k], params[..., k:2 * k],
-            params[..., 2 * k:], bound=self.bound, inverse=inverse)
+        y, log_det = _spline(flat.index_select(1, self.update_index),
+                             params[..., :2 * k].unflatten(-1, (2, k)), params[..., 2 * k:],
+                             bound=self.bound, inverse=inverse)
         return flat.index_copy(1, self.update_index, y).view_as(x), log_det.sum(dim=1)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -357,9 +364,8 @@ class ZeroModeSpline(nn.Module):
         check_field(x, self.lattice_shape, name=name, module=self)
         u = x.flatten(1).sum(dim=1) / self.sqrt_volume
         n = u.shape[0]
-        v, log_det = rational_quadratic_spline(
-            u, self.widths.expand(n, -1), self.heights.expand(n, -1),
-            self.derivatives.expand(n, -1), bound=self.bound, inverse=inverse)
+        v, log_det = _spline(u, torch.stack([self.widths, self.heights]).expand(n, -1, -1),
+                             self.derivatives.expand(n, -1), bound=self.bound, inverse=inverse)
         shift = ((v - u) / self.sqrt_volume).view(n, *([1] * len(self.lattice_shape)))
         return x + shift, log_det
 

@@ -78,4 +78,7 @@ class Z2Symmetric(nn.Module):
     def log_prob(self, phi: torch.Tensor) -> torch.Tensor:
         """:math:`\\log q_s(\\phi)` for ``(batch, *L)`` fields."""
         check_field(phi, self.lattice_shape, name="phi")
-        return torch.logaddexp(self.flow.log_prob(phi), self.flow.log_prob(-phi)) - _LOG_2
+        # One reverse pass over the batch and its mirror image together: the same arithmetic as two
+        # passes, in half the operations (kernel launches, on a GPU).
+        log_q, log_q_mirror = self.flow.log_prob(torch.cat([phi, -phi])).chunk(2)
+        return torch.logaddexp(log_q, log_q_mirror) - _LOG_2
