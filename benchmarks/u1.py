@@ -1,0 +1,101 @@
+"""Unit 10 benchmarks: U(1) gauge theory on L=8, through the CLI (``python -m lftutor ... u1``).
+
+Parts (run one or more; each prints a JSON line per run and a Markdown table at the end):
+
+* ``physics``: at beta = 2, flow Metropolis and HMC, average plaquette and chi_top vs exact;
+* ``freezing``: HMC's tau_int of Q for a ladder of beta (single long chains), and the flow
+  chain's tau_int of Q at the same beta with the shipped (or given) weights;
+* ``training``: ESS and acceptance after training budgets of 120, 300 and 600 s at beta = 2.
+
+Usage::
+
+    .venv/bin/python benchmarks/u1.py physics freezing training
+    .venv/bin/python benchmarks/u1.py freezing --betas 4 5 6 7 --hmc-trajectories 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+PY = sys.executable
+
+
+def run(args: list[str]) -> dict:
+    cmd = [PY, "-m", "lftutor", *args, "--json", "--quiet"]
+    print("$", " ".join(cmd[1:]), flush=True)
+    start = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    result["wall_seconds"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def physics(opts) -> list[str]:
+    rows = ["| sampler | samples | plaquette | exact | dev/err | chi_top | exact | dev/err | tau_int Q "
+            "| acceptance | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for sampler, extra in (("flow", ["--samples", str(opts.flow_samples)]),
+                           ("hmc", ["--samples", str(opts.hmc_trajectories), "--chains", "4"])):
+        r = run(["mcmc", "u1", "--L", "8", "--beta", "2", "--sampler", sampler, *extra])
+        dp = (r["plaquette"] - r["plaquette_exact"]) / r["plaquette_err"]
+        dc = (r["chi_top"] - r["chi_top_exact"]) / r["chi_top_err"]
+        rows.append(f"| {sampler} | {r['samples']} | {r['plaquette']:.5f} +- {r['plaquette_err']:.5f} | "
+                    f"{r['plaquette_exact']:.5f} | {dp:+.2f} | "
+                    f"{r['chi_top']:.5f} +- {r['chi_top_err']:.5f} | "
+                    f"{r['chi_top_exact']:.5f} | {dc:+.2f} | {r['tau_int_q']:.2f} | {r['acceptance']:.3f} | "
+                    f"{r['seconds']:.0f} |")
+    return rows
+
+
+def freezing(opts) -> list[str]:
+    rows = ["| beta | sampler | steps | tau_int Q | tau_int plaq | acceptance | chi_top (exact) | seconds |",
+            "|---|---|---|---|---|---|---|---|"]
+    for beta in opts.betas:
+        r = run(["mcmc", "u1", "--L", "8", "--beta", f"{beta:g}", "--sampler", "hmc",
+                 "--samples", str(opts.hmc_trajectories), "--chains", "1"])
+        rows.append(f"| {beta:g} | hmc (traj. length 1) | {r['samples']} | {r['tau_int_q']:.1f} | "
+                    f"{r['tau_int_plaq']:.1f} | {r['acceptance']:.3f} | "
+                    f"{r['chi_top']:.4f} ({r['chi_top_exact']:.4f}) "
+                    f"| {r['seconds']:.0f} |")
+    for beta in opts.flow_betas:
+        extra = ["--weights", opts.weights] if opts.weights else []
+        r = run(["mcmc", "u1", "--L", "8", "--beta", f"{beta:g}", "--sampler", "flow",
+                 "--samples", str(opts.flow_samples), *extra])
+        rows.append(f"| {beta:g} | flow ({r['weights']}) | {r['samples']} | {r['tau_int_q']:.1f} | "
+                    f"{r['tau_int_plaq']:.1f} | {r['acceptance']:.3f} | "
+                    f"{r['chi_top']:.4f} ({r['chi_top_exact']:.4f}) "
+                    f"| {r['seconds']:.0f} |")
+    return rows
+
+
+def training(opts) -> list[str]:
+    rows = ["| budget (s) | steps | ESS | acceptance | KL (exact log Z) |", "|---|---|---|---|---|"]
+    for b in opts.budgets:
+        r = run(["train", "u1", "--L", "8", "--beta", "2", "--time-budget", f"{b:g}",
+                 "--eval-samples", "4096"])
+        rows.append(f"| {b:g} | {r['steps']} | {r['ess']:.3f} | {r['acceptance']:.3f} | {r['kl']:.3f} |")
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("parts", nargs="+", choices=["physics", "freezing", "training"])
+    p.add_argument("--betas", type=float, nargs="+", default=[4.0, 5.0, 6.0, 7.0])
+    p.add_argument("--flow-betas", type=float, nargs="*", default=[6.0])
+    p.add_argument("--weights", help="flow weights for the freezing runs (default: shipped ones)")
+    p.add_argument("--hmc-trajectories", type=int, default=20000)
+    p.add_argument("--flow-samples", type=int, default=65536)
+    p.add_argument("--budgets", type=float, nargs="+", default=[120.0, 300.0, 600.0])
+    opts = p.parse_args()
+    tables = {name: globals()[name](opts) for name in opts.parts}
+    for name, rows in tables.items():
+        print(f"\n### {name}\n")
+        print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

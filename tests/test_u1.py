@@ -1,0 +1,335 @@
+"""U(1) gauge theory in 2-D: geometry, exact results vs brute force, gauge-equivariant flows, HMC."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lftutor.bijections import gauge
+from lftutor.lattice import u1
+
+TWO_PI = 2 * math.pi
+
+
+def charge_config(lattice, k: int = 1) -> torch.Tensor:
+    """Links whose plaquettes all wrap to 2 pi k / V: a configuration of charge k (k < V/2)."""
+    l0, l1 = lattice
+    b = TWO_PI * k / (l0 * l1)
+    theta = torch.zeros(1, 2, l0, l1, dtype=torch.float64)
+    theta[0, 1] = b * torch.arange(l0, dtype=torch.float64)[:, None]
+    theta[0, 0, l0 - 1] = -b * l0 * torch.arange(l1, dtype=torch.float64)
+    return theta
+
+
+def plaquettes_by_loops(theta: torch.Tensor) -> torch.Tensor:
+    """Plaquettes from explicit site loops (an independent computation)."""
+    _, _, l0, l1 = theta.shape
+    out = torch.empty(theta.shape[0], l0, l1, dtype=theta.dtype)
+    for x0 in range(l0):
+        for x1 in range(l1):
+            out[:, x0, x1] = (theta[:, 0, x0, x1] + theta[:, 1, (x0 + 1) % l0, x1]
+                              - theta[:, 0, x0, (x1 + 1) % l1] - theta[:, 1, x0, x1])
+    return out
+
+
+# ---------------------------------------------------------------------------------- geometry
+
+def test_plaquette_orientation_signs():
+    theta = torch.zeros(1, 2, 4, 4, dtype=torch.float64)
+    theta[0, 0, 1, 2] = 0.3   # theta_0(x): + in P(x), - in P(x - 1hat)
+    theta[0, 1, 3, 0] = 0.5   # theta_1(x): - in P(x), + in P(x - 0hat)
+    p = u1.plaquettes(theta)[0]
+    expected = torch.zeros(4, 4, dtype=torch.float64)
+    expected[1, 2], expected[1, 1] = 0.3, -0.3
+    expected[3, 0], expected[2, 0] = -0.5, 0.5
+    torch.testing.assert_close(p, expected)
+
+
+def test_plaquettes_match_explicit_loops_on_rectangle():
+    theta = u1.uniform_links(3, (4, 6), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(u1.plaquettes(theta), plaquettes_by_loops(theta))
+
+
+def test_wrap_range():
+    x = torch.tensor([-math.pi, math.pi, 3 * math.pi, -3 * math.pi + 1e-9, 0.5, 7.0], dtype=torch.float64)
+    w = u1.wrap(x)
+    assert bool(((w > -math.pi) & (w <= math.pi)).all())
+    assert w[0].item() == pytest.approx(math.pi) and w[1].item() == pytest.approx(math.pi)
+    torch.testing.assert_close(torch.remainder(w - x, TWO_PI).clamp(max=TWO_PI - 1e-9) * 0,
+                               torch.zeros_like(x))
+    torch.testing.assert_close(torch.cos(w), torch.cos(x))
+
+
+@pytest.mark.parametrize("k", [1, -2, 3])
+def test_charge_of_constructed_configuration(k):
+    theta = charge_config((4, 6), k)
+    assert u1.topological_charge(theta).item() == pytest.approx(k, abs=1e-10)
+    beta = 1.7
+    assert u1.U1GaugeAction(beta)(theta).item() == pytest.approx(-beta * 24 * math.cos(TWO_PI * k / 24))
+
+
+def test_charge_is_integer_and_odd_under_reflection_of_angles():
+    theta = u1.uniform_links(64, 6, generator=torch.Generator().manual_seed(1))
+    q = u1.topological_charge(theta)
+    torch.testing.assert_close(q, torch.round(q), atol=1e-9, rtol=0)
+    assert q.abs().max() > 0  # random links carry charge
+    torch.testing.assert_close(u1.topological_charge(-theta), -q, atol=1e-9, rtol=0)
+
+
+def test_action_charge_and_plaquette_are_gauge_invariant_but_links_are_not():
+    gen = torch.Generator().manual_seed(2)
+    theta = u1.uniform_links(5, (4, 6), generator=gen)
+    moved = u1.random_gauge(theta, generator=gen)
+    assert (u1.wrap(moved - theta).abs() > 1e-3).any()
+    action = u1.U1GaugeAction(2.5)
+    torch.testing.assert_close(action(moved), action(theta))
+    torch.testing.assert_close(u1.topological_charge(moved), u1.topological_charge(theta))
+    torch.testing.assert_close(u1.average_plaquette(moved), u1.average_plaquette(theta))
+
+
+def test_force_is_the_gradient_of_the_action():
+    theta = u1.uniform_links(3, (4, 6), generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+    action = u1.U1GaugeAction(1.3)
+    (grad,) = torch.autograd.grad(action(theta).sum(), theta)
+    torch.testing.assert_close(action.force(theta.detach()), grad)
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="expected theta of shape"):
+        u1.plaquettes(torch.zeros(2, 3, 4, 4))
+    with pytest.raises(ValueError, match="beta"):
+        u1.U1GaugeAction(-1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        u1.gauge_transform(torch.zeros(2, 2, 4, 4), torch.zeros(3, 3))
+
+
+# ---------------------------------------------------------------------------------- exact results
+
+def brute_force_2x2(beta: float, n: int = 12):
+    """Z, <cos theta_P> and P(Q) on the 2x2 torus by quadrature over the 5 links left after
+    fixing the 3 links of a maximal tree to zero (gauge invariance); a shifted product grid."""
+    offsets = [0.1234, 0.3817, 0.7071, 0.2718, 0.5772]
+    axes = [TWO_PI * (np.arange(n) + o) / n - math.pi for o in offsets]
+    grids = np.meshgrid(*axes, indexing="ij")
+    theta = torch.zeros(n**5, 2, 2, 2, dtype=torch.float64)
+    free = [(0, 1, 0), (0, 0, 1), (0, 1, 1), (1, 0, 1), (1, 1, 1)]  # tree: (0,0,0), (1,0,0), (1,1,0)
+    for g, (mu, a, b) in zip(grids, free, strict=True):
+        theta[:, mu, a, b] = torch.from_numpy(g.ravel())
+    w = torch.exp(-u1.U1GaugeAction(beta)(theta))
+    q = torch.round(u1.topological_charge(theta))
+    p_q = {k: (w[q == k].sum() / w.sum()).item() for k in (-1, 0, 1)}
+    plaq = ((w * u1.average_plaquette(theta)).sum() / w.sum()).item()
+    return math.log(w.mean().item()), plaq, p_q
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, 2.0])
+def test_exact_results_match_brute_force_on_2x2(beta):
+    log_z, plaq, p_q = brute_force_2x2(beta)
+    # the grid is spectrally accurate for smooth integrands (Z, <cos>), O(1/n) for the jumps of Q
+    assert u1.exact_log_z(beta, 2) == pytest.approx(log_z, abs=1e-6)
+    assert u1.exact_plaquette(beta, 2) == pytest.approx(plaq, abs=1e-6)
+    q, p = u1.exact_charge_distribution(beta, 2)
+    assert p.sum() == pytest.approx(1.0, abs=1e-8)
+    assert set(q[p > 1e-12].tolist()) <= {-1, 0, 1}
+    for k, value in p_q.items():
+        assert p[q == k][0] == pytest.approx(value, abs=4e-3), (k, value)
+
+
+def test_exact_plaquette_is_the_derivative_of_log_z():
+    h = 1e-5
+    for beta, lattice in [(0.5, 4), (2.0, 8), (6.0, (8, 4))]:
+        volume = np.prod(u1.lattice_shape_of(lattice))
+        deriv = (u1.exact_log_z(beta + h, lattice) - u1.exact_log_z(beta - h, lattice)) / (2 * h) / volume
+        assert u1.exact_plaquette(beta, lattice) == pytest.approx(deriv, abs=1e-7)
+
+
+def test_exact_charge_distribution_at_beta_zero_matches_haar_sampling():
+    """At beta = 0 the links are Haar-uniform: sample them directly (an independent check)."""
+    theta = u1.uniform_links(100_000, 4, generator=torch.Generator().manual_seed(4))
+    q = torch.round(u1.topological_charge(theta)).numpy()
+    qs, p = u1.exact_charge_distribution(0.0, 4)
+    for k in range(-2, 3):
+        freq = np.mean(q == k)
+        err = math.sqrt(p[qs == k][0] * (1 - p[qs == k][0]) / q.size)
+        assert abs(freq - p[qs == k][0]) < 5 * err + 1e-4, (k, freq, p[qs == k][0])
+    assert np.mean(q**2) / 16 == pytest.approx(u1.exact_chi_top(0.0, 4), rel=0.02)
+
+
+def test_exact_values_at_the_tutorial_point_and_large_beta():
+    assert u1.exact_plaquette(2.0, 8) == pytest.approx(0.6977747, abs=1e-6)
+    assert u1.exact_chi_top(2.0, 8) == pytest.approx(0.0193640, abs=1e-6)
+    # large beta: the continuum value 1/(4 pi^2 beta), up to O(1/beta^2) and finite volume
+    chi = u1.exact_chi_top(20.0, 32)
+    assert chi == pytest.approx(1 / (4 * math.pi**2 * 20), rel=0.05)
+
+
+# ---------------------------------------------------------------------------------- flows
+
+def random_layer(mu, offset, lattice=4, std=0.1, seed=0):
+    torch.manual_seed(seed)
+    layer = gauge.GaugeEquivariantCoupling(lattice, mu=mu, offset=offset, hidden_channels=(4,),
+                                           n_bins=4).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, std)
+    return layer
+
+
+def random_flow(lattice=4, std=0.1):
+    torch.manual_seed(0)
+    flow = gauge.make_u1_flow(lattice, n_layers=8, hidden_channels=(4,), n_bins=4, dtype=torch.float64)
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.normal_(0, std)
+    return flow
+
+
+BIJECTIONS = [pytest.param(lambda mu=mu, s=s: random_layer(mu, s), id=f"layer-mu{mu}-s{s}")
+              for mu in (0, 1) for s in range(4)] + [pytest.param(random_flow, id="flow-8-layers")]
+
+
+@pytest.mark.parametrize("make", BIJECTIONS)
+def test_invertible_and_log_dets_cancel(make):
+    bij = make()
+    z = u1.uniform_links(6, 4, generator=torch.Generator().manual_seed(5))
+    x, ld = bij.forward(z)
+    z2, ld2 = bij.reverse(x)
+    torch.testing.assert_close(u1.wrap(z2 - z), torch.zeros_like(z), atol=1e-9, rtol=0)
+    torch.testing.assert_close(ld + ld2, torch.zeros_like(ld), atol=1e-9, rtol=0)
+    assert ld.abs().max() > 1e-3  # the random parameters do something
+
+
+@pytest.mark.parametrize("make", BIJECTIONS)
+def test_log_det_matches_autograd_jacobian(make):
+    bij = make()
+    z = u1.uniform_links(1, 4, generator=torch.Generator().manual_seed(6))
+    _, ld = bij.forward(z)
+    for i in range(1):
+        jac = torch.autograd.functional.jacobian(lambda v: bij.forward(v.view(1, 2, 4, 4))[0].flatten(),
+                                                 z[i].flatten(), vectorize=True)
+        sign, logabs = torch.linalg.slogdet(jac)
+        assert sign.item() == 1.0
+        assert logabs.item() == pytest.approx(ld[i].item(), abs=1e-8)
+
+
+@pytest.mark.parametrize("make", BIJECTIONS)
+def test_every_parameter_gets_a_gradient(make):
+    bij = make()
+    z = u1.uniform_links(4, 4, generator=torch.Generator().manual_seed(7))
+    x, ld = bij.forward(z)
+    (u1.U1GaugeAction(1.0)(x) - ld).sum().backward()
+    for name, p in bij.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("make", BIJECTIONS)
+def test_commutes_with_gauge_transformations(make):
+    bij = make()
+    gen = torch.Generator().manual_seed(8)
+    z = u1.uniform_links(4, 4, generator=gen)
+    alpha = TWO_PI * torch.rand(4, 4, 4, dtype=torch.float64, generator=gen)
+    x, ld = bij.forward(z)
+    x_of_moved, ld_moved = bij.forward(u1.gauge_transform(z, alpha))
+    torch.testing.assert_close(u1.wrap(x_of_moved - u1.gauge_transform(x, alpha)),
+                               torch.zeros_like(x), atol=1e-9, rtol=0)
+    torch.testing.assert_close(ld_moved, ld)
+
+
+def test_a_plain_coupling_on_links_is_not_gauge_equivariant():
+    """The equivariance test can fail: a layer whose conditioner sees raw links breaks it."""
+    layer = random_layer(0, 0)
+    gen = torch.Generator().manual_seed(9)
+    z = u1.uniform_links(2, 4, generator=gen)
+    alpha = TWO_PI * torch.rand(2, 4, 4, dtype=torch.float64, generator=gen)
+
+    def leaky(theta):  # feeds theta_1 links (not invariant) where the plaquettes should go
+        plaq = u1.plaquettes(theta)
+        return theta + 0.1 * torch.stack([torch.sin(theta[:, 1]) * layer.frozen, 0 * plaq], dim=1)
+
+    out = u1.wrap(leaky(u1.gauge_transform(z, alpha)) - u1.gauge_transform(leaky(z), alpha))
+    assert out.abs().max() > 1e-3
+
+
+def test_fresh_flow_is_the_identity_and_prior_is_haar():
+    flow = gauge.make_u1_flow(4, n_layers=8, dtype=torch.float64)
+    z = flow.prior.sample_n(3)
+    assert bool(((z > -math.pi) & (z < math.pi)).all())
+    x, ld = flow(z)
+    torch.testing.assert_close(u1.wrap(x - z), torch.zeros_like(z), atol=1e-12, rtol=0)
+    haar = torch.full((3,), -32 * math.log(TWO_PI), dtype=torch.float64)
+    torch.testing.assert_close(flow.log_prob(x), haar)
+
+
+def test_circle_map_is_a_bijection_of_the_circle():
+    torch.manual_seed(0)
+    x = torch.linspace(-math.pi, math.pi, 2001, dtype=torch.float64)[1:]
+    params = (0.8 * torch.randn(13, dtype=torch.float64)).expand(x.numel(), 13).contiguous()
+    y, ld = gauge.circle_map(x, params)
+    # y winds exactly once: unwrapped increments are positive and sum to 2 pi
+    steps = u1.wrap(torch.diff(torch.cat([y, y[:1]])))
+    assert bool((steps > 0).all())
+    assert steps.sum().item() == pytest.approx(TWO_PI, abs=1e-9)
+    # and the density integrates to one: int h' dx = 2 pi
+    assert (torch.exp(ld).mean() * TWO_PI).item() == pytest.approx(TWO_PI, rel=1e-3)
+
+
+def test_masks_frozen_plaquettes_contain_no_updated_link():
+    for mu in (0, 1):
+        for s in range(4):
+            masks = gauge.make_u1_masks((8, 4), mu, s) if mu == 1 else gauge.make_u1_masks((4, 8), mu, s)
+            shape = masks["active"].shape
+            theta = torch.zeros(1, 2, *shape, dtype=torch.float64, requires_grad=True)
+            p = u1.plaquettes(theta)[0]
+            (grad,) = torch.autograd.grad((p * masks["frozen"]).sum(), theta)
+            assert grad[0, mu][masks["active"]].abs().sum() == 0
+            (grad,) = torch.autograd.grad((p * masks["active"]).sum(), theta)
+            assert bool((grad[0, mu][masks["active"]].abs() == 1).all())
+    with pytest.raises(ValueError, match="touch"):
+        gauge.make_u1_masks((5, 5), 0, 0)
+
+
+def test_layer_refuses_wrong_dtype_and_shape():
+    layer = gauge.GaugeEquivariantCoupling(4, mu=0, offset=0)
+    with pytest.raises(ValueError, match="dtype"):
+        layer(torch.zeros(2, 2, 4, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="expected z of shape"):
+        layer(torch.zeros(2, 2, 4, 6))
+
+
+# ---------------------------------------------------------------------------------- HMC
+
+def test_leapfrog_is_reversible_and_conserves_energy_to_second_order():
+    gen = torch.Generator().manual_seed(10)
+    theta = u1.uniform_links(4, 4, generator=gen)
+    pi = torch.randn(theta.shape, dtype=torch.float64, generator=gen)
+    action = u1.U1GaugeAction(2.0)
+    x, p = u1.leapfrog(theta, pi, action.force, 0.05, 20)
+    back, p_back = u1.leapfrog(x, -p, action.force, 0.05, 20)
+    torch.testing.assert_close(back, theta, atol=1e-10, rtol=0)
+    torch.testing.assert_close(-p_back, pi, atol=1e-10, rtol=0)
+
+    def energy_error(eps):
+        x, p = u1.leapfrog(theta, pi, action.force, eps, round(1.0 / eps))
+        h0 = 0.5 * (pi**2).flatten(1).sum(1) + action(theta)
+        h1 = 0.5 * (p**2).flatten(1).sum(1) + action(x)
+        return (h1 - h0).abs().max().item()
+
+    ratio = energy_error(0.1) / energy_error(0.05)
+    assert 3.0 < ratio < 5.5  # O(eps^2)
+
+
+def test_hmc_reproduces_exact_plaquette_on_small_lattice():
+    torch.manual_seed(11)
+    beta, lattice = 1.5, 4
+    chain = u1.u1_hmc(beta, torch.zeros(16, 2, 4, 4, dtype=torch.float64), 200, step_size=0.2,
+                      n_leapfrog=5, observable=u1.u1_observables)
+    assert chain.acceptance > 0.7
+    obs = chain.configs[40:]
+    plaq = obs[..., 0].mean(dim=1).numpy()  # average over chains: one series
+    s = u1.chain_summary(plaq, obs[:, 0, 1].numpy(), 16)
+    assert abs(s["plaquette"] - u1.exact_plaquette(beta, lattice)) < 4 * s["plaquette_err"] + 1e-3
+    q = torch.round(obs[..., 1]).flatten().numpy()
+    assert np.mean(q**2) / 16 == pytest.approx(u1.exact_chi_top(beta, lattice), rel=0.25)
