@@ -13,9 +13,11 @@ Families (``make_flow(family, n_layers)``):
 * ``"sylvester"``: :math:`K` Sylvester layers (arXiv:1803.05649), variant ``"orthogonal"`` by
   default (``sylvester_variant=``), each followed by a fixed swap of the two coordinates for the
   triangular variant.
-* ``"maf"``, ``"iaf"``, ``"naf"``, ``"spline"``, ``"sos"``: the autoregressive families of
-  :mod:`lftutor.bijections.autoregressive` and :mod:`lftutor.bijections.polynomial`, when that
-  module is installed (:func:`available_families` lists what is).
+* ``"maf"``, ``"iaf"`` (affine, arXiv:1705.07057 / arXiv:1606.04934), ``"spline"``
+  (rational-quadratic spline autoregressive) and ``"sos"`` (sum-of-squares polynomial,
+  arXiv:1905.02325): :math:`K` autoregressive layers with order reversals between them, from
+  :mod:`lftutor.bijections.autoregressive` when it is installed (:func:`available_families`
+  lists what is). ``"naf"`` (neural autoregressive) is named by the CLI but not built yet.
 """
 
 from __future__ import annotations
@@ -45,34 +47,33 @@ TRAINING_DEFAULTS = {
 _AR_DEFAULTS = {"lr": 3e-3, "batch_size": 128}
 
 
+# family -> (kind, mode) of lftutor.bijections.autoregressive.make_autoregressive_layers
+_AR_KINDS = {"maf": ("affine", "maf"), "iaf": ("affine", "iaf"), "spline": ("spline", "maf"),
+             "sos": ("sos", "maf")}
+
+
 def _autoregressive_layers(family: str, n_layers: int, dtype: torch.dtype):
-    """Layers of an autoregressive family, from the modules that provide them (or a clear error)."""
+    """Layers of an autoregressive family, from the module that provides them (or a clear error)."""
+    if family not in _AR_KINDS:
+        raise ValueError(f"flow family {family!r} is not provided by this installation of lftutor; "
+                         f"available: {available_families()}")
     try:
-        if family == "sos":
-            from lftutor.bijections import polynomial as module
-        else:
-            from lftutor.bijections import autoregressive as module
+        from lftutor.bijections.autoregressive import make_autoregressive_layers
     except ImportError as err:
-        raise ValueError(f"flow family {family!r} needs lftutor.bijections."
-                         f"{'polynomial' if family == 'sos' else 'autoregressive'}, which is not "
-                         f"installed yet ({err}); available: {available_families()}") from None
-    builder = getattr(module, "make_2d_layers", None) or getattr(module, "make_layers", None)
-    if builder is None:
-        raise ValueError(f"lftutor.bijections.{module.__name__.rsplit('.', 1)[-1]} has no "
-                         f"make_2d_layers(family, n_layers, dtype=...) builder for {family!r}")
-    return builder(family, n_layers, dtype=dtype)
+        raise ValueError(f"flow family {family!r} needs lftutor.bijections.autoregressive, which is "
+                         f"not installed ({err}); available: {OWN_FAMILIES}") from None
+    kind, mode = _AR_KINDS[family]
+    layers = make_autoregressive_layers(kind, 2, n_layers, hidden_sizes=(32, 32), mode=mode)
+    return [layer.to(dtype) for layer in layers]
 
 
 def available_families() -> tuple[str, ...]:
     """The families that :func:`make_flow` can build in this installation."""
-    out = list(OWN_FAMILIES)
-    for family in AUTOREGRESSIVE_FAMILIES:
-        try:
-            _autoregressive_layers(family, 1, torch.float32)
-        except (ValueError, NotImplementedError, KeyError):
-            continue
-        out.append(family)
-    return tuple(out)
+    try:
+        from lftutor.bijections.autoregressive import make_autoregressive_layers  # noqa: F401
+    except ImportError:
+        return OWN_FAMILIES
+    return OWN_FAMILIES + tuple(f for f in AUTOREGRESSIVE_FAMILIES if f in _AR_KINDS)
 
 
 def make_layers(family: str, n_layers: int, *, dtype: torch.dtype = torch.float32,
