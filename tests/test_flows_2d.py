@@ -12,7 +12,7 @@ from lftutor.bijections.householder import DiagonalAffine, Householder, househol
 from lftutor.bijections.planar import Planar, solve_increasing
 from lftutor.bijections.radial import Radial
 from lftutor.bijections.sylvester import Sylvester
-from lftutor.toy2d.flows import make_flow
+from lftutor.toy2d.flows import FAMILIES, make_flow
 from lftutor.toy2d.targets import (
     TARGET_NAMES,
     GaussianMixture2D,
@@ -291,3 +291,23 @@ def test_cli_json_last_line(capsys):
           "--n-data", "256", "--n-test", "128", "--json", "--quiet"])
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["steps"] == 2 and math.isfinite(out["test_nll"])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_builds_a_2d_flow_whose_log_prob_matches_its_samples(family):
+    from lftutor.toy2d.flows import available_families
+
+    if family not in available_families():
+        pytest.skip(f"{family} needs lftutor.bijections.autoregressive, not installed here")
+    torch.manual_seed(0)
+    flow = make_flow(family, 2, dtype=torch.float64)
+    x, log_q = flow.sample(32)
+    assert x.shape == (32, 2) and log_q.shape == (32,)
+    torch.testing.assert_close(flow.log_prob(x), log_q, atol=1e-8, rtol=0)
+    kl = exact_kl(flow, get_target("mixture"), n_samples=2048)
+    assert kl["kl"] > -5 * kl["kl_stderr"]  # a KL is never negative (up to its Monte Carlo error)
+
+
+def test_unknown_family_is_refused_with_the_list():
+    with pytest.raises(ValueError, match="available"):
+        make_flow("naf", 2)
