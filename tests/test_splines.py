@@ -111,3 +111,19 @@ def test_bad_inputs_raise_value_errors():
     w = torch.zeros(3, 4)
     with pytest.raises(ValueError, match="K-1"):
         rational_quadratic_spline(torch.zeros(3), w, w, w, bound=1.0)
+
+
+def test_softmax_written_out_for_the_cpu_equals_the_fused_kernel_used_on_gpus():
+    """The spline's CPU softmax (four operations) and the one-kernel branch taken on a GPU agree,
+    values and gradients, also for large inputs (the max is subtracted)."""
+    from lftutor.bijections.splines import _softmax
+
+    x = (30 * torch.randn(64, 3, 2, 8, dtype=torch.float64)).requires_grad_()
+    weights = torch.randn(64, 3, 2, 8, dtype=torch.float64)
+    outs = []
+    for fused in (True, False):
+        y = _softmax(x, fused=fused)
+        outs.append((y, torch.autograd.grad((y * weights).sum(), x)[0]))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-10, atol=1e-12)
+    assert torch.isfinite(outs[1][0]).all()

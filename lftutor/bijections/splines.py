@@ -90,7 +90,8 @@ def _spline(x: torch.Tensor, widths_heights: torch.Tensor, derivatives: torch.Te
     A coupling passes a view of its conditioner's output, so nothing is copied for the stack.
     """
     n_bins = widths_heights.shape[-1]
-    sizes = min_bin + (1 - min_bin * n_bins) * torch.softmax(widths_heights, dim=-1)
+    sizes = min_bin + (1 - min_bin * n_bins) * _softmax(widths_heights,
+                                                         fused=widths_heights.device.type != "cpu")
     knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
     knots = 2 * bound * knots - bound  # (*S, 2, K + 1): x knots, then y knots
     # Shift so that zeros give derivative 1 (an identity spline at initialisation); the boundary
@@ -130,6 +131,20 @@ def _spline(x: torch.Tensor, widths_heights: torch.Tensor, derivatives: torch.Te
         y = xi * w_k + x_k
         log_det = -log_det
     return torch.where(inside, y, x), torch.where(inside, log_det, 0.0)
+
+
+def _softmax(x: torch.Tensor, *, fused: bool) -> torch.Tensor:
+    r"""Softmax over the last dimension: torch's fused kernel, or the same formula in four operations.
+
+    On a GPU one fused kernel is cheapest (launches are what a step pays for). On a CPU, torch's
+    softmax over a short last dimension (the K spline bins) is about three times slower than
+    :math:`e^{x - \max x}/\sum e^{x - \max x}` written out, forward and backward alike; the
+    two agree to round-off (``tests/test_splines.py`` checks both on the CPU).
+    """
+    if fused:
+        return torch.softmax(x, dim=-1)
+    e = torch.exp(x - x.amax(dim=-1, keepdim=True))
+    return e / e.sum(dim=-1, keepdim=True)
 
 
 class SplineCoupling(nn.Module):
