@@ -333,3 +333,27 @@ def test_hmc_reproduces_exact_plaquette_on_small_lattice():
     assert abs(s["plaquette"] - u1.exact_plaquette(beta, lattice)) < 4 * s["plaquette_err"] + 1e-3
     q = torch.round(obs[..., 1]).flatten().numpy()
     assert np.mean(q**2) / 16 == pytest.approx(u1.exact_chi_top(beta, lattice), rel=0.25)
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+def test_cli_train_and_mcmc_u1(capsys, tmp_path):
+    import json
+
+    from lftutor.cli import main
+
+    weights = tmp_path / "u1.pt"
+    main(["train", "u1", "--L", "4", "--beta", "1", "--steps", "2", "--n-layers", "2", "--hidden", "4",
+          "--eval-samples", "64", "--save", str(weights), "--json", "--quiet"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["steps"] == 2 and 0 < result["ess"] <= 1 and result["kl"] > -1e-3
+    for sampler, extra in (("hmc", []), ("flow", ["--weights", str(weights)])):
+        main(["mcmc", "u1", "--L", "4", "--beta", "1", "--sampler", sampler, "--samples", "200",
+              "--n-layers", "2", "--hidden", "4", *extra, "--json", "--quiet"])
+        r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        for key in ("plaquette", "plaquette_err", "plaquette_exact", "chi_top", "chi_top_err",
+                    "chi_top_exact", "tau_int_q", "acceptance"):
+            assert math.isfinite(r[key]), key
+        assert r["plaquette_exact"] == pytest.approx(u1.exact_plaquette(1.0, 4))
+    with pytest.raises(SystemExit):
+        main(["mcmc", "u1", "--L", "6", "--sampler", "hmc", "--samples", "20", "--json"])
