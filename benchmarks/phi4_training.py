@@ -1,10 +1,14 @@
 """phi^4 training recipes side by side: ESS and acceptance reached in the same wall-time budgets.
 
 Usage:  .venv/bin/python benchmarks/phi4_training.py [--budgets 30 60 120] [--seeds 0 1 2]
-            [--recipes tutorial tutorial@1 fast] [--L 8 --m2 -4 --lam 8] [--jsonl FILE]
+            [--recipes tutorial tutorial@1 fast fast:path] [--L 8 --m2 -4 --lam 8] [--jsonl FILE]
+            [--steps]
 
 A recipe name may end in ``@N`` to train it with N torch threads instead of its own setting
-(``tutorial`` keeps torch's default). Runs are interleaved (seed, budget, then recipe), so a
+(``tutorial`` keeps torch's default), and in ``:path`` or ``:reparam`` to override its gradient
+estimator. With ``--steps`` the budgets are numbers of optimiser steps instead of seconds: equal
+work for every recipe, the fair comparison on a machine shared with other users (wall-time
+budgets then measure the load as much as the recipe). Runs are interleaved (seed, budget, then recipe), so a
 change of the machine's load during the benchmark hits every recipe alike. Each row: optimiser
 steps done, training seconds, and ESS and independence-Metropolis acceptance on 8192 fresh
 samples (float32 training, float64 weights for the metrics), and the fraction of fresh samples
@@ -32,22 +36,31 @@ from lftutor.training.recipes import get_recipe
 
 
 def resolve(spec: str):
-    """``"fast"`` or ``"tutorial@1"`` -> a recipe (with its thread count overridden after ``@``)."""
-    name, _, threads = spec.partition("@")
+    """``"fast"``, ``"tutorial@1"``, ``"fast:path"`` -> a recipe.
+
+    Threads are overridden after ``@``, the gradient estimator after ``:``.
+    """
+    spec_name, _, gradient = spec.partition(":")
+    name, _, threads = spec_name.partition("@")
     recipe = get_recipe(name)
     if threads:
         recipe = dataclasses.replace(recipe, name=spec, num_threads=int(threads))
+    if gradient:
+        if gradient not in ("path", "reparam"):
+            raise ValueError(f"expected ':path' or ':reparam' after a recipe name, got {spec!r}")
+        recipe = dataclasses.replace(recipe, name=spec, gradient=gradient)
     return recipe
 
 
 def run(spec: str, seed: int, budget: float, *, L: int, m2: float, lam: float,
-        eval_samples: int) -> dict:
+        eval_samples: int, in_steps: bool = False) -> dict:
     recipe = resolve(spec)
     seed_all(seed)
     action = ScalarPhi4Action(m2, lam)
     flow = recipe.build_flow((L, L), dtype=torch.float32)
     start = time.perf_counter()
-    hist = train(flow, action, time_budget=budget, **recipe.train_kwargs())
+    limit = {"steps": int(budget)} if in_steps else {"time_budget": budget}
+    hist = train(flow, action, **limit, **recipe.train_kwargs())
     seconds = time.perf_counter() - start
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the evaluation is not timed; keep it off the other processes' way
@@ -73,6 +86,8 @@ def main(argv=None) -> None:
     p.add_argument("--lam", type=float, default=8.0)
     p.add_argument("--eval-samples", type=int, default=8192)
     p.add_argument("--jsonl", help="also append every row as JSON to this file")
+    p.add_argument("--steps", action="store_true",
+                   help="budgets are numbers of training steps, not seconds (fair on a shared machine)")
     args = p.parse_args(argv)
     for spec in args.recipes:
         resolve(spec)  # fail early on a bad name
@@ -87,7 +102,7 @@ def main(argv=None) -> None:
         for budget in args.budgets:
             for spec in args.recipes:
                 r = run(spec, seed, budget, L=args.L, m2=args.m2, lam=args.lam,
-                        eval_samples=args.eval_samples)
+                        eval_samples=args.eval_samples, in_steps=args.steps)
                 rows.append(r)
                 print(f"{r['recipe']:>12} {r['budget']:>6g} {r['seed']:>4} {r['steps']:>6} "
                       f"{r['seconds']:>6.1f} {r['ess']:>7.3f} {r['acceptance']:>7.3f} "
@@ -97,7 +112,8 @@ def main(argv=None) -> None:
                         f.write(json.dumps(r) + "\n")
 
     print("\n# ESS on fresh samples: median [min, max] over seeds")
-    print(f"{'recipe':>12} " + " ".join(f"{f'{b:g} s':>20}" for b in args.budgets))
+    unit = "steps" if args.steps else "s"
+    print(f"{'recipe':>12} " + " ".join(f"{f'{b:g} {unit}':>20}" for b in args.budgets))
     for spec in args.recipes:
         cells = []
         for b in args.budgets:
