@@ -146,7 +146,7 @@ class MaskedLinear(nn.Linear):
 
     def __init__(self, mask: torch.Tensor):
         super().__init__(mask.shape[1], mask.shape[0])
-        self.register_buffer("mask", mask.to(self.weight.dtype))
+        self.register_buffer("mask", mask.to(self.weight.dtype), persistent=False)  # rebuilt, not saved
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.mask, self.bias)
@@ -192,7 +192,7 @@ class ConditionalIAF(nn.Module):
         order = torch.arange(D - 1, -1, -1) if reverse_order else torch.arange(D)
         degree_in = torch.empty(D, dtype=torch.long)
         degree_in[order] = torch.arange(1, D + 1)  # variable order[k] comes at position k + 1
-        self.register_buffer("order", order)
+        self.register_buffer("order", order, persistent=False)
         degree_h = torch.arange(hidden) % D  # 0 .. D-1; degree 0: context only
         m1 = (degree_h[:, None] >= degree_in[None, :]).float()
         m2 = (degree_h[:, None] >= degree_h[None, :]).float()

@@ -33,7 +33,9 @@ def save_vae(model: VAE, path) -> None:
 def load_vae(path) -> VAE:
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model = VAE(**blob["config"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()})
+    keys = set(model.state_dict())  # masks of IAF layers are rebuilt by the constructor, not stored
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state"].items()
+                           if k in keys})
     model.eval()
     return model
 
