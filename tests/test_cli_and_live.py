@@ -16,6 +16,7 @@ from lftutor.training.live import (  # noqa: E402
     ProgressBar,
     format_metrics,
     moving_average,
+    moving_median,
     plot_history,
     summary,
 )
@@ -76,6 +77,16 @@ def test_moving_average_ignores_nans():
     avg = moving_average([1.0, float("nan"), 3.0, 5.0], window=2)
     assert avg.tolist() == [1.0, 1.0, 2.0, 4.0]  # the last 2 *measured* values, NaNs skipped
     assert np.isnan(moving_average([float("nan"), 2.0], window=3)[0])
+
+
+def test_loss_is_smoothed_by_a_median_that_ignores_rare_spikes():
+    """Batch losses are heavy-tailed: one spike of +40 among values near -9 moved a mean by 1.6."""
+    loss = np.full(200, -9.0)
+    loss[[150, 190, 199]] = 40.0
+    assert moving_median(loss, window=25)[-1] == -9.0
+    assert moving_median([1.0, 50.0, math.nan, 2.0, 3.0], window=3).tolist() == [1, 25.5, 25.5, 2, 3]
+    h = History(step=list(range(200)), loss=loss.tolist(), ess=[0.5] * 200, seconds=[1.0] * 200)
+    assert summary(h)["loss"] == -9.0 and format_metrics(summary(h)) == "ESS 0.500, loss -9.00"
 
 
 def test_live_plot_headless_draws_once_at_the_end_and_saves(tmp_path):

@@ -1,8 +1,9 @@
 """Watching training: a live ESS/loss plot and a progress bar, both as training callbacks.
 
 Both report the same smoothed numbers (:func:`summary`): the mean of the last ``window`` *measured*
-values of ESS and of the loss. ESS is measured every ``ess_every`` steps only (``nan`` between), so
-the moving average runs over measurements, not over steps: with ``ess_every=10`` and ``window=25``
+ESS values and the median of the last ``window`` losses (batch losses have rare huge spikes).
+ESS is measured every ``ess_every`` steps only (``nan`` between), so the moving average runs
+over measurements, not over steps: with ``ess_every=10`` and ``window=25``
 it spans the last 250 steps.
 
 The plot redraws at most once every ``min_interval`` seconds (a matplotlib redraw costs about
@@ -67,6 +68,31 @@ def moving_average(x, window: int = DEFAULT_WINDOW) -> np.ndarray:
         return np.where(k > 0, (csum[k] - csum[lo]) / np.maximum(k - lo, 1), np.nan)
 
 
+def moving_median(x, window: int = DEFAULT_WINDOW) -> np.ndarray:
+    """Trailing median of the last ``window`` valid (non-NaN) values, at every index of ``x``.
+
+    The loss of a batch is heavy-tailed (a rare field with a huge weight adds a spike of +40 to a
+    loss near -9): a median ignores such spikes where a mean jumps with each of them.
+
+    Example:
+        >>> moving_median([1.0, 50.0, float("nan"), 2.0, 3.0], window=3).tolist()
+        [1.0, 25.5, 25.5, 2.0, 3.0]
+    """
+    if window < 1:
+        raise ValueError(f"expected a window of at least 1 value, got {window}")
+    x = np.asarray(x, dtype=float).ravel()
+    valid = ~np.isnan(x)
+    out = np.full(x.shape, np.nan)
+    values = x[valid]
+    if values.size == 0:
+        return out
+    padded = np.concatenate([np.full(window - 1, np.nan), values])
+    medians = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, window), axis=1)
+    k = np.cumsum(valid)
+    out[k > 0] = medians[k[k > 0] - 1]
+    return out
+
+
 def describe_loss(history: History, label: str | None = None) -> str:
     """``label`` if given, else what ``history.objective`` says the loss is."""
     if label:
@@ -79,15 +105,16 @@ def summary(history: History, window: int = DEFAULT_WINDOW) -> dict:
 
     Returns:
         ``{"steps", "seconds", "ess", "loss"}``: steps recorded, seconds of the current call,
-        and the means of the last ``window`` measured ESS and loss values (NaN when none).
+        the mean of the last ``window`` measured ESS values and the median of the last ``window``
+        losses (see :func:`moving_median`); NaN when none.
     """
-    def last_mean(values):
+    def last(values, reduce):
         x = np.asarray(values, dtype=float)
         x = x[~np.isnan(x)][-window:]
-        return float(x.mean()) if x.size else float("nan")
+        return float(reduce(x)) if x.size else float("nan")
 
     return {"steps": len(history), "seconds": float(history.seconds[-1]) if history.seconds else 0.0,
-            "ess": last_mean(history.ess), "loss": last_mean(history.loss)}
+            "ess": last(history.ess, np.mean), "loss": last(history.loss, np.median)}
 
 
 def format_metrics(stats: dict, loss_name: str = "loss") -> str:
@@ -128,10 +155,10 @@ def plot_history(history: History, *, ax=None, window: int = DEFAULT_WINDOW, tit
                  loss_label: str | None = None):
     """ESS (left axis, 0 to 1) and the loss (right axis) against the training step.
 
-    Raw values are drawn faintly (every measured ESS as a dot), the moving averages of the last
-    ``window`` measured values boldly; the loss axis leaves out the first 20 % of the run and
-    the outer percentiles (see :func:`robust_limits`). Without any ESS measurement (maximum
-    likelihood, custom objectives) the loss is drawn alone on one axis.
+    Raw values are drawn faintly (every measured ESS as a dot), the mean of the last ``window``
+    measured ESS values and the median of the last ``window`` losses boldly; the loss axis leaves
+    out the first 20 % of the run and the outer percentiles (see :func:`robust_limits`). Without
+    any ESS measurement (maximum likelihood, custom objectives) the loss is drawn alone.
 
     Returns:
         The matplotlib figure.
@@ -162,9 +189,10 @@ def plot_history(history: History, *, ax=None, window: int = DEFAULT_WINDOW, tit
     else:
         ax_loss = ax
     ok = np.isfinite(loss)
-    smooth = moving_average(loss, window)
+    smooth = moving_median(loss, window)
     ax_loss.plot(steps[ok], loss[ok], color="tab:orange", alpha=0.3, lw=0.7, label=f"{label} per step")
-    ax_loss.plot(steps[ok], smooth[ok], color="tab:orange", lw=2.0, label=f"{label}, mean of last {window}")
+    ax_loss.plot(steps[ok], smooth[ok], color="tab:orange", lw=2.0,
+                 label=f"{label}, median of last {window}")
     limits = robust_limits(loss, smooth)
     if limits is not None:
         ax_loss.set_ylim(*limits)
