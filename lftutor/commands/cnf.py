@@ -13,6 +13,8 @@ def register(train, mcmc) -> None:
     p = train.add_parser("cnf", help="continuous normalizing flow on 2-D toy data (maximum likelihood)")
     p.add_argument("--data", choices=["two-moons"], default="two-moons",
                    help="training data (standardized with the training set's mean and std)")
+    p.add_argument("--noise", type=positive_float, default=0.1,
+                   help="standard deviation of the two-moons noise (default 0.1, unit 7's)")
     p.add_argument("--field", choices=["mlp", "planar"], default="mlp",
                    help="vector field: an MLP of (z, t), or planar units gated in time (default mlp)")
     p.add_argument("--width", type=positive_int, default=64,
@@ -62,7 +64,8 @@ def train_cnf(args) -> dict:
     seed_all(args.seed)
     dtype = getattr(torch, args.dtype)
     device = torch.device(args.device or "cpu")
-    data, test = (t.to(device, dtype) for t in two_moons_split(args.n_train, args.n_test, seed=args.seed))
+    data, test = (t.to(device, dtype) for t in two_moons_split(args.n_train, args.n_test, seed=args.seed,
+                                                                           noise=args.noise))
     field_kwargs = {"n_units": args.width} if args.field == "planar" else {"hidden": (args.width,) * 2}
     flow = make_cnf(2, field=args.field, field_kwargs=field_kwargs, dtype=dtype, trace=args.trace,
                     probe=args.probe, method=args.method, rtol=args.tol, atol=args.tol,
@@ -86,7 +89,8 @@ def train_cnf(args) -> dict:
     if args.save:
         torch.save(flow.state_dict(), args.save)
     return {
-        "model": f"cnf-{args.field}", "data": args.data, "trace": args.trace, "probe": args.probe,
+        "model": f"cnf-{args.field}", "data": args.data, "noise": args.noise, "trace": args.trace,
+        "probe": args.probe,
         "method": args.method, "tol": args.tol, "step_size": args.step_size, "adjoint": args.adjoint,
         "width": args.width,
         "seed": args.seed, "dtype": args.dtype, "device": str(device), "steps": len(history),
