@@ -86,7 +86,8 @@ def _spline(x: torch.Tensor, widths_heights: torch.Tensor, derivatives: torch.Te
 
     The same arithmetic in fewer operations (what a GPU pays for per step is the number of
     kernels, not their size): one softmax and one cumulative sum for the widths and heights
-    together, and two gathers (knots and derivatives at ``k`` and ``k + 1``) instead of six.
+    together, one ``searchsorted`` for the bin, and two gathers (knots and derivatives at ``k``
+    and ``k + 1``) instead of six.
     A coupling passes a view of its conditioner's output, so nothing is copied for the stack.
     """
     n_bins = widths_heights.shape[-1]
@@ -101,8 +102,8 @@ def _spline(x: torch.Tensor, widths_heights: torch.Tensor, derivatives: torch.Te
 
     inside = x.abs() < bound
     xc = x.clamp(-bound, bound)
-    grid = knots[..., 1 if inverse else 0, 1:-1]
-    k = (xc.unsqueeze(-1) >= grid).sum(dim=-1, keepdim=True)  # bin index, (*S, 1)
+    grid = knots[..., 1 if inverse else 0, 1:-1].contiguous()  # interior knots, (*S, K - 1)
+    k = torch.searchsorted(grid, xc.unsqueeze(-1), right=True)  # bin index = #{knots <= x}, (*S, 1)
     k_k1 = torch.cat([k, k + 1], dim=-1)  # (*S, 2)
     # [[x_k, x_{k+1}], [y_k, y_{k+1}]] and [d_k, d_{k+1}]
     at = torch.gather(knots, -1, k_k1.unsqueeze(-2).expand(*k_k1.shape[:-1], 2, 2))
