@@ -1,0 +1,28 @@
+"""Autograde spec of unit 09_amortized_inference: typical mistakes and cheats (see autograde_tests/specs)."""
+
+from autograde_tests.specs import Cheat, Mistake, UnitSpec
+
+SPEC = UnitSpec(
+    mistakes=(
+        Mistake("reparametrized_elbo", " - log_sigma.sum(-1)\n", "\n",
+                "log q without the -sum(log sigma) of the change of variables"),
+        Mistake("flow_log_density", "log_q = log_q - log_det", "log_q = log_q + log_det",
+                "adds the log-dets instead of subtracting them"),
+        Mistake("iwae_estimate", "torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])",
+                "torch.log(torch.exp(log_w).mean(0))", "averages exp(log_w) directly: underflows"),
+    ),
+    cheats=(
+        Cheat("reparametrized_elbo", """\
+def reparametrized_elbo(x, mu, log_sigma, eps, decoder):
+    return (mu * 0).sum()
+"""),
+        Cheat("flow_log_density", """\
+def flow_log_density(z0, log_q0, layers, context):
+    return z0, log_q0
+"""),
+        Cheat("iwae_estimate", """\
+def iwae_estimate(log_w):
+    return torch.zeros(log_w.shape[1], dtype=log_w.dtype)
+"""),
+    ),
+)
