@@ -28,7 +28,7 @@ import torch
 from lftutor.toy2d.flows import available_families, make_flow, training_defaults
 from lftutor.toy2d.targets import TARGET_NAMES, exact_kl, get_target
 from lftutor.toy2d.training import fit_reverse_kl, warm_up
-from lftutor.training.loop import cosine_schedule
+from lftutor.training.loop import TrainingDiverged, cosine_schedule
 
 LAYERS = {"planar": 32, "radial": 32, "householder": 2, "sylvester": 16}
 AR_LAYERS = 4
@@ -42,8 +42,16 @@ def run_lftutor(family: str, target_name: str, seed: int, budget: float, *, laye
     k = layers or LAYERS.get(family, AR_LAYERS)
     d = training_defaults(family)
     flow = make_flow(family, k)
-    hist = fit_reverse_kl(flow, target, time_budget=budget, batch_size=batch_size or d["batch_size"],
-                          lr=lr or d["lr"], anneal=anneal)
+    steps = []
+    try:
+        hist = fit_reverse_kl(flow, target, time_budget=budget, batch_size=batch_size or d["batch_size"],
+                              lr=lr or d["lr"], anneal=anneal,
+                              callbacks=[lambda h: steps.append(h.seconds[-1])])
+    except TrainingDiverged as err:  # reported as a row, not a crash of the whole table
+        print(f"# {family} on {target_name}, seed {seed}: {err}", flush=True)
+        return {"impl": f"lftutor {family}", "family": family, "target": target_name, "seed": seed,
+                "layers": k, "steps": len(steps), "steps_per_s": len(steps) / max(steps[-1], 1e-9),
+                "kl": float("nan"), "kl_stderr": float("nan")}
     seconds = hist.seconds[-1]
     kl = exact_kl(flow, target)
     return {"impl": f"lftutor {family}", "family": family, "target": target_name, "seed": seed,
@@ -126,6 +134,10 @@ class _NoGrad:
 
 
 def _fmt(values: list[float]) -> str:
+    if any(v != v for v in values):
+        finite = [v for v in values if v == v]
+        rest = f", {_fmt(finite)}" if finite else ""
+        return f"diverged ({len(values) - len(finite)}/{len(values)}){rest}"
     med = statistics.median(values)
     if len(values) == 1:
         return f"{med:.3f}"
