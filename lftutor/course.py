@@ -27,15 +27,16 @@ import torch
 
 #: Values of ``NBGRADER_EXECUTION`` (set by nbgrader while it executes a notebook) that mean grading.
 GRADING_EXECUTIONS = frozenset({"autograde", "validate"})
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def grading_mode() -> bool:
     """True when the notebook is being graded: nbgrader executes it, or ``LFTUTOR_GRADING=1``.
 
-    ``LFTUTOR_GRADING``, when set, decides (``1``/``true``/``yes`` on, ``0``/``false``/``no`` off);
-    otherwise grading mode is on exactly when ``NBGRADER_EXECUTION`` is ``autograde`` or
-    ``validate``, which nbgrader sets for the kernels it starts to grade or validate.
+    ``LFTUTOR_GRADING``, when set to one of ``1``/``true``/``yes``/``on`` or
+    ``0``/``false``/``no``/``off``, decides; otherwise (unset, empty or anything else) grading
+    mode is on exactly when ``NBGRADER_EXECUTION`` is ``autograde`` or ``validate``, which nbgrader
+    sets for the kernels it starts to grade or validate.
     """
     explicit = os.environ.get("LFTUTOR_GRADING")
     if explicit is not None and explicit.strip().lower() in _TRUE | _FALSE:

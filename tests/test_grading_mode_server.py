@@ -41,7 +41,8 @@ def _probe(text: str) -> dict:
     ({"LFTUTOR_GRADING": "1"}, True),
     ({"LFTUTOR_GRADING": "yes"}, True),
     ({"LFTUTOR_GRADING": "0", "NBGRADER_EXECUTION": "autograde"}, False),  # explicit wins
-    ({"LFTUTOR_GRADING": "", "NBGRADER_EXECUTION": "autograde"}, False),
+    ({"LFTUTOR_GRADING": "", "NBGRADER_EXECUTION": "autograde"}, True),  # empty: not a decision
+    ({"LFTUTOR_GRADING": ""}, False),
 ])
 def test_grading_mode_reads_nbgrader_execution_and_the_explicit_switch(monkeypatch, env, expected):
     for name in ("LFTUTOR_GRADING", "NBGRADER_EXECUTION"):
