@@ -84,7 +84,7 @@ def training(opts) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("parts", nargs="+", choices=["physics", "freezing", "training"])
-    p.add_argument("--betas", type=float, nargs="+", default=[4.0, 5.0, 6.0, 7.0])
+    p.add_argument("--betas", type=float, nargs="*", default=[4.0, 5.0, 6.0, 7.0, 8.0])
     p.add_argument("--flow-betas", type=float, nargs="*", default=[6.0])
     p.add_argument("--weights", help="flow weights for the freezing runs (default: shipped ones)")
     p.add_argument("--hmc-trajectories", type=int, default=20000)
