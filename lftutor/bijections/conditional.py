@@ -1,0 +1,301 @@
+r"""Conditional bijections: layers whose parameters are produced from a context vector.
+
+For each fixed context :math:`c` (one row of ``context``, shape ``(batch, C)``) every layer here is
+an ordinary bijection of :math:`\mathbb R^D` with the package convention,
+
+* ``forward(z, context) -> (x, log_det)``, :math:`\log|\det\partial x/\partial z|`;
+* ``reverse(x, context) -> (z, log_det)``, :math:`\log|\det\partial z/\partial x|`;
+
+so that one network serves a whole family of densities :math:`q(x\mid c)`: amortized
+inference (Rezende & Mohamed, arXiv:1505.05770, sec. 4 and 6.2). In a VAE the context is the
+encoder's summary of an image; for a family of targets it is the family's parameter.
+
+* :class:`ConditionalPlanar`: the planar map with :math:`(u, w, b)` a (small) network of the
+  context, with the same constraint on :math:`u` as :class:`lftutor.bijections.planar.Planar`;
+  the functional pieces :func:`planar_u_hat` and :func:`planar_transform` take per-sample
+  parameters;
+* :class:`ConditionalIAF`: the affine autoregressive layer of
+  :mod:`lftutor.bijections.autoregressive` with the context fed into its MADE with full
+  connectivity (arXiv:1606.04934, arXiv:1502.03509). Every autoregressive layer of the package
+  (:class:`~lftutor.bijections.autoregressive.SplineAutoregressive`,
+  :class:`~lftutor.bijections.polynomial.SumOfSquaresPolynomial`) takes ``context_dim=C`` the
+  same way;
+* :class:`ConditionalFlow`: a standard normal base and a stack of such layers (layers without
+  a context, e.g. :class:`~lftutor.bijections.autoregressive.Permutation`, may be mixed in).
+
+The constructors accept the signatures of the first version in ``lftutor/amortized/layers.py``
+(``ConditionalPlanar(dim, context_dim, hidden=...)``, ``ConditionalIAF(dim, context_dim,
+hidden=..., reverse_order=..., scale_limit=...)``, ``ConditionalFlow(dim, layers)``), so either
+can replace the other.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lftutor._checks import check_field, check_positive_int
+from lftutor.bijections.autoregressive import (
+    ACTIVATIONS,
+    MaskedAffineAutoregressive,
+    _check_context,
+)
+from lftutor.bijections.monotone import solve_monotone
+
+
+def planar_u_hat(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    r"""The constrained :math:`\hat u = u + [m(w^\top u) - w^\top u]\,w/\lVert w\rVert^2`, :math:`m(s) =
+    -1 + \log(1+e^s)`, so that :math:`w^\top\hat u > -1` (arXiv:1505.05770, appendix A.1).
+
+    Shapes:
+        ``u, w``: ``(batch, D)`` -> ``(batch, D)``.
+    """
+    wu = (w * u).sum(-1, keepdim=True)
+    return u + (F.softplus(wu) - 1.0 - wu) * w / (w * w).sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def planar_transform(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Planar map with per-sample parameters and its log-determinant (matrix determinant lemma).
+
+    .. math::
+        x = z + \hat u\tanh(w^\top z + b), \qquad
+        \log\Big|\det\frac{\partial x}{\partial z}\Big|
+        = \log\big(1 + (1 - \tanh^2(w^\top z + b))\, w^\top\hat u\big),
+
+    positive because :math:`w^\top\hat u > -1` (use :func:`planar_u_hat`).
+
+    Shapes:
+        ``z, u_hat, w``: ``(batch, D)``; ``b``: ``(batch,)`` -> ``(x (batch, D), log_det (batch,))``.
+    """
+    t = torch.tanh((w * z).sum(-1) + b)
+    return z + u_hat * t.unsqueeze(-1), torch.log1p((1 - t * t) * (w * u_hat).sum(-1))
+
+
+def planar_inverse(x: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Inverse of :func:`planar_transform`: solve along :math:`w`, then subtract along :math:`\hat u`.
+
+    With :math:`a = w^\top z + b` and :math:`c = w^\top\hat u > -1`, :math:`w^\top x + b = a +
+    c\tanh a` is strictly increasing in :math:`a`; :func:`~lftutor.bijections.monotone.solve_monotone`
+    finds :math:`a` (with implicit gradients) and :math:`z = x - \hat u\tanh a`.
+
+    Shapes:
+        as :func:`planar_transform`; returns ``(z (batch, D), log|det dz/dx| (batch,))``.
+    """
+    c = (w * u_hat).sum(-1)
+    target = (w * x).sum(-1) + b
+
+    def along_w(a):
+        t = torch.tanh(a)
+        return a + c * t, 1 + c * (1 - t * t)
+
+    a = solve_monotone(along_w, target)
+    t = torch.tanh(a)
+    return x - u_hat * t.unsqueeze(-1), -torch.log1p((1 - t * t) * c)
+
+
+def _context_net(context_dim: int, out: int, hidden_sizes: Sequence[int], activation: str
+                 ) -> nn.Sequential:
+    sizes = [context_dim, *hidden_sizes]
+    layers: list[nn.Module] = []
+    for i in range(len(hidden_sizes)):
+        layers += [nn.Linear(sizes[i], sizes[i + 1]), ACTIVATIONS[activation]()]
+    layers.append(nn.Linear(sizes[-1], out))
+    return nn.Sequential(*layers)
+
+
+class ConditionalPlanar(nn.Module):
+    r"""Planar layer :math:`x = z + \hat u\tanh(w^\top z + b)` with :math:`(u, w, b) = g_\psi(c)`.
+
+    :math:`g_\psi` is a linear map of the context (``hidden_sizes=()``, as in the VAE of
+    arXiv:1505.05770 whose encoder already made the features) or a small MLP;
+    :math:`\hat u` is constrained per sample (:func:`planar_u_hat`). The last layer starts with
+    small weights and a random bias: a small random planar map, nearly the same for every
+    context (:math:`w = 0` would be a singular point of the constraint).
+
+    Args:
+        dim: ``D``.
+        context_dim: ``C``.
+        hidden_sizes: widths of the context network's hidden layers (``()``: linear).
+        hidden: shorthand for ``hidden_sizes=(hidden,)`` when positive (the first version's API).
+        activation: of the context network.
+
+    Shapes:
+        ``forward(z, context)``, ``reverse(x, context)``:
+        ``(batch, D), (batch, C) -> ((batch, D), (batch,))``; ``reverse`` is numerical
+        (:func:`planar_inverse`) and differentiable.
+
+    Example:
+        >>> layer = ConditionalPlanar(2, 3).double()
+        >>> z, c = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+        >>> x, log_det = layer(z, c)
+        >>> torch.allclose(layer.reverse(x, c)[0], z)
+        True
+    """
+
+    conditional = True
+
+    def __init__(self, dim: int, context_dim: int, *, hidden_sizes: Sequence[int] = (),
+                 hidden: int = 0, activation: str = "tanh"):
+        super().__init__()
+        check_positive_int(dim, name="dim")
+        check_positive_int(context_dim, name="context_dim")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
+            raise ValueError(f"expected hidden to be an integer >= 0, got {hidden!r}")
+        hidden_sizes = list(hidden_sizes) or ([hidden] if hidden else [])
+        for h in hidden_sizes:
+            check_positive_int(h, name="each hidden size")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"expected activation in {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.dim, self.context_dim = dim, context_dim
+        self.net = _context_net(context_dim, 2 * dim + 1, hidden_sizes, activation)
+        last = self.net[-1]
+        with torch.no_grad():
+            last.weight.mul_(0.1)
+            last.bias.normal_(0.0, 1.0 / math.sqrt(dim))
+
+    def parameters_for(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        r"""``(u_hat, w, b)`` for each context row: ``(batch, D), (batch, D), (batch,)``."""
+        p = self.net(context)
+        u, w, b = p[:, :self.dim], p[:, self.dim:2 * self.dim], p[:, -1]
+        return planar_u_hat(u, w), w, b
+
+    def _check(self, x, name, context):
+        check_field(x, (self.dim,), name=name, module=self)
+        return _check_context(self, context, x.shape[0], x)
+
+    def forward(self, z: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(batch, D), (batch, C) -> (x (batch, D), log|det dx/dz| (batch,))``."""
+        context = self._check(z, "z", context)
+        return planar_transform(z, *self.parameters_for(context))
+
+    def reverse(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(batch, D), (batch, C) -> (z (batch, D), log|det dz/dx| (batch,))``."""
+        context = self._check(x, "x", context)
+        return planar_inverse(x, *self.parameters_for(context))
+
+
+class ConditionalIAF(MaskedAffineAutoregressive):
+    r"""Affine autoregressive layer whose MADE also sees a context (IAF, arXiv:1606.04934).
+
+    .. math::
+        x_k = \mu_k + \sigma_k z_k, \qquad (\mu_k, \log\sigma_k) = \text{MADE}(z_{<k};\ c)_k,
+        \qquad \log\Big|\det\frac{\partial x}{\partial z}\Big| = \sum_k\log\sigma_k .
+
+    The context enters with degree 0: it reaches every hidden unit and so every output,
+    including the first coordinate's. It is
+    :class:`~lftutor.bijections.autoregressive.MaskedAffineAutoregressive` with
+    ``context_dim=C`` and defaults suited to a VAE posterior.
+
+    Args:
+        dim: ``D``.
+        context_dim: ``C`` (0 gives an unconditional IAF).
+        hidden: width of each of the two hidden layers (when ``hidden_sizes`` is not given).
+        hidden_sizes: MADE hidden widths (overrides ``hidden``).
+        reverse_order: use the order ``D-1, ..., 0`` (alternate it in a stack), unless
+            ``order`` is given.
+        order: explicit autoregressive order.
+        scale_limit: ``B`` of the tanh-bounded log-scale.
+        mode: ``"iaf"`` (default: one-pass sampling) or ``"maf"``.
+        scale, activation: see the parent class.
+
+    Shapes:
+        ``forward(z, context)``, ``reverse(x, context)``:
+        ``(batch, D), (batch, C) -> ((batch, D), (batch,))``; ``reverse`` takes ``D`` passes.
+
+    Example:
+        >>> layer = ConditionalIAF(3, 2, hidden=16)
+        >>> x, log_det = layer(torch.randn(4, 3), torch.randn(4, 2))
+        >>> x.shape, log_det.shape
+        (torch.Size([4, 3]), torch.Size([4]))
+    """
+
+    def __init__(self, dim: int, context_dim: int, *, hidden: int = 64,
+                 hidden_sizes: Sequence[int] | None = None, reverse_order: bool = False,
+                 order: Sequence[int] | None = None, scale_limit: float = 3.0, mode: str = "iaf",
+                 scale: str = "tanh", activation: str = "elu"):
+        check_positive_int(dim, name="dim")
+        if hidden_sizes is None:
+            check_positive_int(hidden, name="hidden")
+            hidden_sizes = (hidden, hidden)
+        if order is None and reverse_order:
+            order = list(range(dim - 1, -1, -1))
+        super().__init__(dim, hidden_sizes, mode=mode, order=order, context_dim=context_dim,
+                         scale=scale, max_log_scale=scale_limit, activation=activation)
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log\mathcal N(z; 0, I_D)`: ``(batch, D) -> (batch,)``."""
+    return -0.5 * (z * z).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+
+
+def _is_conditional(layer: nn.Module) -> bool:
+    return bool(getattr(layer, "conditional", False))
+
+
+class ConditionalFlow(nn.Module):
+    r"""A standard normal base and a stack of (conditional) layers: :math:`q(x\mid c)`.
+
+    .. math::
+        x = f_K(\cdots f_1(z; c)\cdots; c), \quad z\sim\mathcal N(0, I_D), \qquad
+        \log q(x\mid c) = \log\mathcal N(z; 0, I) - \sum_k\log\Big|\det\frac{\partial f_k}{\partial
+        z_{k-1}}\Big| .
+
+    Layers whose ``conditional`` attribute is true get the context; others (permutations,
+    unconditional layers) are called without it.
+
+    Args:
+        dim: ``D``.
+        layers: bijections, applied in order in ``forward``.
+
+    Shapes:
+        ``forward(z, context)``, ``reverse(x, context)``: ``(batch, D), (batch, C) ->
+        ((batch, D), (batch,))``; ``sample(context)``: ``(batch, C) -> (x (batch, D),
+        log_q (batch,))``, one sample per context row; ``log_prob(x, context)``: ``-> (batch,)``.
+
+    Example:
+        >>> flow = ConditionalFlow(2, [ConditionalIAF(2, 1, hidden=8), ConditionalPlanar(2, 1)])
+        >>> x, log_q = flow.sample(torch.ones(5, 1))
+        >>> torch.allclose(flow.log_prob(x, torch.ones(5, 1)), log_q, atol=1e-4)
+        True
+    """
+
+    def __init__(self, dim: int, layers: Iterable[nn.Module]):
+        super().__init__()
+        self.dim = check_positive_int(dim, name="dim")
+        self.layers = layers if isinstance(layers, nn.ModuleList) else nn.ModuleList(layers)
+
+    def forward(self, z: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_det = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
+        for layer in self.layers:
+            z, ld = layer.forward(z, context) if _is_conditional(layer) else layer.forward(z)
+            log_det = log_det + ld
+        return z, log_det
+
+    def reverse(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_det = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        for layer in reversed(self.layers):
+            x, ld = layer.reverse(x, context) if _is_conditional(layer) else layer.reverse(x)
+            log_det = log_det + ld
+        return x, log_det
+
+    def sample(self, context: torch.Tensor, *, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sample per context row with its log-density: ``(batch, C) -> ((batch, D), (batch,))``."""
+        if not isinstance(context, torch.Tensor) or context.dim() != 2:
+            raise ValueError(f"expected a context of shape (batch, C), got "
+                             f"{tuple(context.shape) if isinstance(context, torch.Tensor) else context!r}")
+        z = torch.randn(context.shape[0], self.dim, dtype=context.dtype, device=context.device,
+                        generator=generator)
+        x, log_det = self.forward(z, context)
+        return x, standard_normal_log_prob(z) - log_det
+
+    def log_prob(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log q(x\mid c)`: ``(batch, D), (batch, C) -> (batch,)``."""
+        z, log_det = self.reverse(x, context)
+        return standard_normal_log_prob(z) + log_det

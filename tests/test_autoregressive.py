@@ -1,0 +1,449 @@
+"""Autoregressive, polynomial and conditional layers: the bijection checks of every layer, MADE's
+autoregressive property, the cost of each direction, composition with Flow, and short trainings.
+
+All bijection checks in float64. New layers: add a builder to LAYERS (or CONDITIONAL).
+"""
+
+import math
+
+import pytest
+import torch
+
+from lftutor import Flow, SimpleNormal
+from lftutor.bijections.autoregressive import (
+    MADE,
+    Inverse,
+    MaskedAffineAutoregressive,
+    MaskedLinear,
+    NeuralAutoregressive,
+    Permutation,
+    SplineAutoregressive,
+    make_autoregressive_layers,
+)
+from lftutor.bijections.conditional import (
+    ConditionalFlow,
+    ConditionalIAF,
+    ConditionalPlanar,
+    planar_inverse,
+    planar_transform,
+    planar_u_hat,
+)
+from lftutor.bijections.monotone import solve_monotone
+from lftutor.bijections.polynomial import SumOfSquaresPolynomial
+
+F64 = torch.float64
+
+
+def _perturb(module, scale=0.3):
+    # Fresh layers start as the identity (zero last layer); random parameters make checks bite.
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return module
+
+
+# name -> (builder, D)
+LAYERS = {
+    "maf_affine": (lambda: MaskedAffineAutoregressive(3, [16, 16], mode="maf"), 3),
+    "iaf_affine": (lambda: MaskedAffineAutoregressive(3, [16, 16], mode="iaf"), 3),
+    "iaf_affine_sigmoid_gate": (lambda: MaskedAffineAutoregressive(4, [16], mode="iaf",
+                                                                   scale="sigmoid"), 4),
+    "maf_affine_order_no_hidden": (lambda: MaskedAffineAutoregressive(4, [], mode="maf",
+                                                                      order=[2, 0, 3, 1]), 4),
+    "maf_spline": (lambda: SplineAutoregressive(3, [16], n_bins=5, bound=3.0, mode="maf"), 3),
+    "iaf_spline": (lambda: SplineAutoregressive(3, [16], n_bins=5, bound=3.0, mode="iaf",
+                                                activation="tanh", order=[1, 2, 0]), 3),
+    "maf_naf": (lambda: NeuralAutoregressive(3, [16], n_units=4, mode="maf"), 3),
+    "iaf_naf": (lambda: NeuralAutoregressive(3, [16], n_units=3, mode="iaf", order=[2, 1, 0]), 3),
+    "maf_sos": (lambda: SumOfSquaresPolynomial(3, [16], degree=2, n_squares=2, mode="maf"), 3),
+    "iaf_sos_degree3": (lambda: SumOfSquaresPolynomial(3, [16], degree=3, n_squares=3,
+                                                       mode="iaf"), 3),
+    "sos_data_to_latent": (lambda: Inverse(SumOfSquaresPolynomial(2, [8], mode="iaf")), 2),
+    "reversal": (lambda: Permutation.reversal(3), 3),
+    "permutation": (lambda: Permutation([2, 0, 3, 1]), 4),
+    "stack_spline": (lambda: Flow(SimpleNormal.standard((3,)),
+                                  make_autoregressive_layers("spline", 3, 2, hidden_sizes=[8],
+                                                             n_bins=4, bound=3.0)), 3),
+    "stack_sos_iaf": (lambda: Flow(SimpleNormal.standard((2,)),
+                                   make_autoregressive_layers("sos", 2, 2, hidden_sizes=[8],
+                                                              mode="iaf")), 2),
+}
+NO_PARAMETERS = {"reversal", "permutation"}
+
+# name -> (builder, D, C)
+CONDITIONAL = {
+    "conditional_iaf": (lambda: ConditionalIAF(3, 2, hidden=16), 3, 2),
+    "conditional_iaf_maf_mode": (lambda: ConditionalIAF(3, 2, hidden_sizes=[16], mode="maf",
+                                                        reverse_order=True), 3, 2),
+    "conditional_planar_linear": (lambda: ConditionalPlanar(3, 2), 3, 2),
+    "conditional_planar_mlp": (lambda: ConditionalPlanar(2, 3, hidden_sizes=[8]), 2, 3),
+    "conditional_spline": (lambda: SplineAutoregressive(2, [8], n_bins=4, bound=3.0,
+                                                        context_dim=1), 2, 1),
+    "conditional_sos_maf": (lambda: SumOfSquaresPolynomial(3, [8], context_dim=2), 3, 2),
+    "conditional_naf_iaf": (lambda: NeuralAutoregressive(2, [8], n_units=3, mode="iaf",
+                                                         context_dim=2), 2, 2),
+    "conditional_flow": (lambda: ConditionalFlow(3, [ConditionalIAF(3, 2, hidden=8),
+                                                     Permutation.reversal(3),
+                                                     ConditionalPlanar(3, 2)]), 3, 2),
+}
+CONTEXTS = ["per_row", "shared", "large"]
+
+
+def _context(kind, batch, c):
+    if kind == "per_row":
+        return torch.randn(batch, c, dtype=F64)
+    if kind == "shared":
+        return torch.randn(1, c, dtype=F64).expand(batch, c).contiguous()
+    return 3.0 * torch.randn(batch, c, dtype=F64)
+
+
+class _Bound:
+    """A layer with its context fixed: ``forward(z)``/``reverse(x)`` like every other layer."""
+
+    def __init__(self, layer, context):
+        self.layer, self.context = layer, context
+
+    def forward(self, z):
+        return self.layer.forward(z, self.context[: z.shape[0]])
+
+    def reverse(self, x):
+        return self.layer.reverse(x, self.context[: x.shape[0]])
+
+    def parameters(self):
+        return self.layer.parameters()
+
+    def named_parameters(self):
+        return self.layer.named_parameters()
+
+
+@pytest.fixture(params=sorted(LAYERS) + [f"{n}[{c}]" for n in sorted(CONDITIONAL) for c in CONTEXTS])
+def case(request):
+    name = request.param
+    if name in LAYERS:
+        build, dim = LAYERS[name]
+        return name, _perturb(build()).double(), dim
+    base, kind = name[:-1].split("[")
+    build, dim, c = CONDITIONAL[base]
+    layer = _perturb(build()).double()
+    return name, _Bound(layer, _context(kind, 8, c)), dim
+
+
+def _z(n, dim):
+    return torch.randn(n, dim, dtype=F64)
+
+
+@pytest.mark.parametrize("first", ["forward", "reverse"])
+def test_inverse_recovers_the_input(case, first):
+    _, layer, dim = case
+    second = "reverse" if first == "forward" else "forward"
+    u = _z(6, dim)
+    v, _ = getattr(layer, first)(u)
+    back, _ = getattr(layer, second)(v)
+    assert not torch.allclose(v, u), "the perturbed layer should not be the identity"
+    torch.testing.assert_close(back, u, rtol=0, atol=1e-9)
+
+
+def test_forward_and_reverse_log_dets_cancel(case):
+    name, layer, dim = case
+    z = _z(6, dim)
+    x, ld_fwd = layer.forward(z)
+    z_back, ld_rev = layer.reverse(x)
+    assert ld_fwd.shape == (6,) and ld_rev.shape == (6,)
+    if name in NO_PARAMETERS:
+        assert bool((ld_fwd == 0).all())
+    else:
+        assert ld_fwd.abs().max() > 1e-3, "the log-det should be non-trivial"
+    torch.testing.assert_close(ld_fwd + ld_rev, torch.zeros(6, dtype=F64), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_log_det_matches_autograd_jacobian(case, direction):
+    _, layer, dim = case
+    fn = getattr(layer, direction)
+    x = _z(3, dim)
+    _, log_det = fn(x)
+    for b in range(3):
+        def one(v, b=b):
+            if isinstance(layer, _Bound):
+                return layer.layer.__getattribute__(direction)(v[None], layer.context[b:b + 1])[0][0]
+            return fn(v[None])[0][0]
+
+        jac = torch.autograd.functional.jacobian(one, x[b])
+        sign, logabs = torch.linalg.slogdet(jac)
+        assert sign != 0
+        torch.testing.assert_close(log_det[b], logabs, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("direction", ["forward", "reverse"])
+def test_every_parameter_gets_a_gradient(case, direction):
+    name, layer, dim = case
+    params = list(layer.named_parameters())
+    if name in NO_PARAMETERS:
+        assert not params
+        return
+    out, log_det = getattr(layer, direction)(_z(8, dim))
+    ((out**2).sum() + log_det.sum()).backward()
+    for pname, p in params:
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reached {pname}"
+
+
+# --- MADE ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("order", [None, [2, 0, 3, 1], [3, 2, 1, 0]])
+@pytest.mark.parametrize("hidden", [[], [24], [24, 24]])
+@pytest.mark.parametrize("context_dim", [0, 2])
+def test_made_is_autoregressive_in_its_order(order, hidden, context_dim):
+    dim = 4
+    made = _perturb(MADE(dim, 2, hidden, order=order, context_dim=context_dim,
+                         activation="tanh"), scale=0.5).double()
+    position = {v: i for i, v in enumerate(order or range(dim))}
+    x = _z(1, dim)[0]
+    c = torch.randn(1, context_dim, dtype=F64) if context_dim else None
+    jac = torch.autograd.functional.jacobian(lambda v: made(v[None], c)[0], x)  # (D, P, D)
+    for k in range(dim):
+        for i in range(dim):
+            block = jac[k, :, i].abs().max()
+            if position[i] >= position[k]:
+                assert block == 0, f"output {k} depends on input {i}, which is not before it"
+            elif hidden or position[i] < position[k]:
+                assert block > 0, f"output {k} should depend on earlier input {i}"
+    if context_dim:
+        jac_c = torch.autograd.functional.jacobian(lambda v: made(x[None], v[None])[0], c[0])
+        assert bool((jac_c.abs().amax(dim=(1, 2)) > 0).all()), "every output must see the context"
+
+
+def test_masked_linear_cuts_connections_and_checks_its_mask():
+    layer = MaskedLinear(2, 2, torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+    x = torch.randn(3, 2, requires_grad=True)
+    layer(x)[:, 0].sum().backward()
+    assert x.grad.abs().sum() == 0
+    with pytest.raises(ValueError, match="expected a mask of shape"):
+        MaskedLinear(2, 3, torch.ones(2, 2))
+    with pytest.raises(ValueError, match="expected a mask of 0s and 1s"):
+        MaskedLinear(2, 2, 2 * torch.ones(2, 2))
+
+
+@pytest.mark.parametrize("kind", ["affine", "spline", "naf", "sos"])
+@pytest.mark.parametrize("mode", ["maf", "iaf"])
+def test_cheap_direction_is_one_pass_and_the_other_takes_d_passes(kind, mode):
+    dim = 4
+    layer = make_autoregressive_layers(kind, dim, 1, hidden_sizes=[8], mode=mode)[0]
+    calls = []
+    layer.made.register_forward_hook(lambda *_: calls.append(1))
+    z = torch.randn(5, dim)
+    x, _ = layer.forward(z)
+    n_forward = len(calls)
+    layer.reverse(x)
+    n_reverse = len(calls) - n_forward
+    cheap, costly = (n_reverse, n_forward) if mode == "maf" else (n_forward, n_reverse)
+    assert (cheap, costly) == (1, dim)
+
+
+# --- the polynomial -----------------------------------------------------------------------------
+
+def test_sos_polynomial_is_the_integral_of_its_derivative():
+    layer = _perturb(SumOfSquaresPolynomial(2, [8], degree=3, n_squares=2)).double()
+    c, a = layer.coefficients(layer.made(_z(4, 2)))
+    u = torch.linspace(-2.5, 1.5, 4001, dtype=F64)
+    grid = u[:, None, None].expand(-1, 4, 2)
+    h, dh = layer.polynomial(grid, c.expand(4001, *c.shape), a.expand(4001, *a.shape))
+    # closed form against trapezoidal quadrature of h' from u[0]
+    integral = torch.cumulative_trapezoid(dh, u, dim=0)
+    torch.testing.assert_close(h[1:] - h[0], integral, rtol=1e-6, atol=1e-6)
+    assert bool((dh >= layer.min_derivative).all())
+
+
+def test_sos_of_degree_zero_is_affine_and_fresh_layers_are_the_identity():
+    layer = _perturb(SumOfSquaresPolynomial(3, [8], degree=0, n_squares=2)).double()
+    z = _z(5, 3)
+    x, log_det = layer.forward(z)
+    # an affine map in each coordinate given the others: second differences vanish
+    eps = 0.37
+    x_plus, _ = layer.forward(z + eps * torch.eye(3, dtype=F64)[0])
+    x_minus, _ = layer.forward(z - eps * torch.eye(3, dtype=F64)[0])
+    torch.testing.assert_close((x_plus - 2 * x + x_minus)[:, 0], torch.zeros(5, dtype=F64))
+    for fresh in (SumOfSquaresPolynomial(3, [8]), MaskedAffineAutoregressive(3, [8]),
+                  SplineAutoregressive(3, [8]), SumOfSquaresPolynomial(3, [8], input_scale=1.0)):
+        x, log_det = fresh.forward(torch.randn(5, 3))
+        torch.testing.assert_close(log_det, torch.zeros(5), atol=1e-6, rtol=0)
+
+
+def test_solve_monotone_has_implicit_gradients_and_refuses_a_bounded_map():
+    theta = torch.tensor(0.7, dtype=F64, requires_grad=True)
+    y = torch.tensor([-5.0, 0.1, 40.0], dtype=F64, requires_grad=True)
+    u = solve_monotone(lambda v: (v**3 + theta * v, 3 * v**2 + theta), y)
+    torch.testing.assert_close(u**3 + theta * u, y)
+    u.sum().backward()
+    slope = 3 * u.detach() ** 2 + theta.detach()
+    torch.testing.assert_close(y.grad, 1 / slope)
+    torch.testing.assert_close(theta.grad, (-u.detach() / slope).sum())
+    with pytest.raises(ValueError, match="expected targets inside the range"):
+        solve_monotone(lambda v: (torch.tanh(v), 1 - torch.tanh(v) ** 2), torch.tensor([2.0]))
+
+
+# --- planar ---------------------------------------------------------------------------------------
+
+def test_conditional_planar_agrees_with_the_unconditional_planar_layer():
+    from lftutor.bijections.planar import Planar
+
+    plain = _perturb(Planar(3)).double()
+    z = _z(5, 3)
+    x, log_det = plain.forward(z)
+    u, w = plain.u.expand(5, 3), plain.w.expand(5, 3)
+    b = plain.b.expand(5)
+    u_hat = planar_u_hat(u, w)
+    assert bool(((w * u_hat).sum(-1) > -1).all())
+    x2, log_det2 = planar_transform(z, u_hat, w, b)
+    torch.testing.assert_close(x2, x)
+    torch.testing.assert_close(log_det2, log_det)
+    z2, log_det_rev = planar_inverse(x, u_hat, w, b)
+    torch.testing.assert_close(z2, z)
+    torch.testing.assert_close(log_det_rev, -log_det)
+
+
+def test_conditional_layers_depend_on_the_context():
+    for layer in (ConditionalPlanar(2, 1, hidden=4), ConditionalIAF(2, 1, hidden=8),
+                  SumOfSquaresPolynomial(2, [8], context_dim=1)):
+        layer = _perturb(layer).double()
+        z = _z(4, 2)
+        x0, _ = layer.forward(z, torch.zeros(4, 1, dtype=F64))
+        x1, _ = layer.forward(z, torch.ones(4, 1, dtype=F64))
+        assert (x1 - x0).abs().min() > 0, f"{type(layer).__name__}: every coordinate should move"
+
+
+# --- composing with Flow ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["affine", "spline", "naf", "sos"])
+@pytest.mark.parametrize("mode", ["maf", "iaf"])
+def test_flow_of_vectors_samples_its_own_density_and_is_normalised(kind, mode):
+    prior = SimpleNormal.standard((2,), dtype=F64)
+    layers = make_autoregressive_layers(kind, 2, 3, hidden_sizes=[8], mode=mode, **(
+        {"bound": 4.0} if kind == "spline" else {}))
+    # Stacked polynomials have polynomial tails (degree 5^3 here): keep them mild enough for
+    # the quadrature below to hold the mass.
+    flow = Flow(prior, _perturb(layers, scale=0.05 if kind == "sos" else 0.2)).double()
+    x, log_q = flow.sample(7)
+    assert x.shape == (7, 2) and log_q.shape == (7,)
+    torch.testing.assert_close(flow.log_prob(x), log_q, rtol=1e-9, atol=1e-9)
+    # the polynomial layers are smooth and slow to invert: a coarser grid for them
+    grid = torch.linspace(-12, 12, 121 if kind == "sos" else 241, dtype=F64)
+    xx, yy = torch.meshgrid(grid, grid, indexing="ij")
+    with torch.no_grad():
+        q = flow.log_prob(torch.stack([xx.flatten(), yy.flatten()], dim=1)).exp()
+    h = (grid[1] - grid[0]).item()
+    assert abs(q.sum().item() * h * h - 1) < 2e-3
+
+
+def _correlated_gaussian(n, generator):
+    chol = torch.tensor([[math.sqrt(2.0), 0.0], [1.2 / math.sqrt(2.0), math.sqrt(1 - 0.72)]])
+    return torch.tensor([1.0, -1.0]) + torch.randn(n, 2, generator=generator) @ chol.T
+
+
+# Entropy of the target in nats: log(2 pi e) + 0.5 log det(Sigma), det = 2 - 1.44.
+TARGET_NLL = math.log(2 * math.pi * math.e) + 0.5 * math.log(0.56)
+
+FAMILIES = {
+    "maf_affine": lambda: make_autoregressive_layers("affine", 2, 3, hidden_sizes=[16]),
+    "iaf_affine": lambda: make_autoregressive_layers("affine", 2, 3, hidden_sizes=[16], mode="iaf"),
+    "maf_spline": lambda: make_autoregressive_layers("spline", 2, 2, hidden_sizes=[16], bound=6.0),
+    "maf_naf": lambda: make_autoregressive_layers("naf", 2, 2, hidden_sizes=[16]),
+    "maf_sos": lambda: make_autoregressive_layers("sos", 2, 2, hidden_sizes=[16]),
+    "iaf_sos": lambda: make_autoregressive_layers("sos", 2, 2, hidden_sizes=[16], mode="iaf"),
+    "sos_data_to_latent": lambda: [Inverse(SumOfSquaresPolynomial(2, [16], mode="iaf")),
+                                   Permutation.reversal(2),
+                                   Inverse(SumOfSquaresPolynomial(2, [16], mode="iaf"))],
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_family_learns_a_correlated_gaussian_by_maximum_likelihood(family):
+    gen = torch.Generator().manual_seed(0)
+    flow = Flow(SimpleNormal.standard((2,)), FAMILIES[family]())
+    test = _correlated_gaussian(2000, gen)
+    with torch.no_grad():
+        before = -flow.log_prob(test).mean().item()
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    for _ in range(100):
+        loss = -flow.log_prob(_correlated_gaussian(64, gen)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert math.isfinite(loss.item())
+    with torch.no_grad():
+        after = -flow.log_prob(test).mean().item()
+    gap = before - TARGET_NLL
+    assert after < before - 0.6 * gap, f"NLL {before:.3f} -> {after:.3f} (target {TARGET_NLL:.3f})"
+
+
+def test_a_conditional_flow_learns_a_family_of_gaussians():
+    gen = torch.Generator().manual_seed(1)
+    flow = ConditionalFlow(2, [ConditionalIAF(2, 1, hidden=16, mode="maf"),
+                               Permutation.reversal(2),
+                               ConditionalIAF(2, 1, hidden=16, mode="maf")])
+
+    def batch(n):
+        theta = 2 * torch.rand(n, 1, generator=gen) - 1
+        return 2 * theta + _correlated_gaussian(n, gen), theta
+
+    test_x, test_theta = batch(2000)
+    with torch.no_grad():
+        before = -flow.log_prob(test_x, test_theta).mean().item()
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    for _ in range(150):
+        x, theta = batch(128)
+        loss = -flow.log_prob(x, theta).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = -flow.log_prob(test_x, test_theta).mean().item()
+    assert after < TARGET_NLL + 0.25 * (before - TARGET_NLL), (before, after)
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+def test_inputs_are_checked_with_messages_that_say_what_was_expected():
+    layer = MaskedAffineAutoregressive(3, [8])
+    with pytest.raises(ValueError, match=r"expected z of shape \(batch, 3\), got \(4, 2\)"):
+        layer.forward(torch.randn(4, 2))
+    with pytest.raises(ValueError, match="expected no context"):
+        layer.forward(torch.randn(4, 3), torch.randn(4, 1))
+    with pytest.raises(ValueError, match="expected z of dtype torch.float32"):
+        layer.forward(torch.randn(4, 3, dtype=F64))
+    cond = ConditionalIAF(3, 2, hidden=8)
+    with pytest.raises(ValueError, match=r"expected a context of shape \(batch, 2\), got NoneType"):
+        cond.forward(torch.randn(4, 3))
+    with pytest.raises(ValueError, match=r"expected a context of shape \(4, 2\), got \(5, 2\)"):
+        cond.reverse(torch.randn(4, 3), torch.randn(5, 2))
+    with pytest.raises(ValueError, match=r"expected a context of shape \(4, 3\)"):
+        ConditionalPlanar(2, 3).forward(torch.randn(4, 2), torch.randn(4, 2))
+    with pytest.raises(ValueError, match="expected order to be a permutation"):
+        MADE(3, 2, [8], order=[0, 0, 1])
+    with pytest.raises(ValueError, match="expected mode 'maf' or 'iaf'"):
+        SplineAutoregressive(2, mode="naf")
+    with pytest.raises(ValueError, match="expected kind in"):
+        make_autoregressive_layers("planar", 2, 2)
+    with pytest.raises(ValueError, match="expected a permutation of range"):
+        Permutation([1, 2])
+    with pytest.raises(ValueError, match="expected degree"):
+        SumOfSquaresPolynomial(2, degree=-1)
+
+
+def test_the_package_training_loop_trains_autoregressive_flows_both_ways():
+    from lftutor.training.loop import train
+
+    precision = torch.linalg.inv(torch.tensor([[2.0, 1.2], [1.2, 1.0]]))
+
+    def action(x):  # a correlated Gaussian target, -log p up to a constant
+        return 0.5 * ((x @ precision) * x).sum(-1)
+
+    gen = torch.Generator().manual_seed(3)
+    iaf = Flow(SimpleNormal.standard((2,)), make_autoregressive_layers("affine", 2, 2, hidden_sizes=[8],
+                                                                       mode="iaf"))
+    history = train(iaf, action, steps=30, batch_size=64, lr=1e-2)
+    assert history.objective == "reverse_kl" and all(math.isfinite(v) for v in history.loss)
+    assert sum(history.loss[-5:]) < sum(history.loss[:5])
+    maf = Flow(SimpleNormal.standard((2,)), make_autoregressive_layers("spline", 2, 2, hidden_sizes=[8]))
+    history = train(maf, data=lambda n: _correlated_gaussian(n, gen), steps=30, batch_size=64, lr=1e-2)
+    assert history.objective == "nll" and all(math.isfinite(v) for v in history.loss)
+    assert sum(history.loss[-5:]) < sum(history.loss[:5])
