@@ -34,3 +34,40 @@ def test_bad_recipe_raises():
         Recipe("x", coupling="conv")
     with pytest.raises(ValueError, match="n_layers >= 3"):
         Recipe("x", coupling="spline", n_layers=2)
+
+
+def test_recipe_for_picks_the_gpu_recipe_on_cuda_and_both_share_one_architecture():
+    """The device decides the recipe (tested on the CPU by naming the device type)."""
+    from lftutor.training.recipes import FAST_GPU, get_recipe, recipe_for
+
+    assert recipe_for("cpu") is FAST and recipe_for(torch.device("cpu")) is FAST
+    assert recipe_for("cuda") is FAST_GPU and recipe_for(torch.device("cuda", 0)) is FAST_GPU
+    assert get_recipe("auto", "cuda") is FAST_GPU and get_recipe("auto", "cpu") is FAST
+    assert FAST_GPU.batch_size > FAST.batch_size and FAST_GPU.num_threads is None
+    # the same flow, so shipped weights load into either
+    cpu, gpu = FAST.build_flow((8, 8)).state_dict(), FAST_GPU.build_flow((8, 8)).state_dict()
+    assert {k: v.shape for k, v in cpu.items()} == {k: v.shape for k, v in gpu.items()}
+    # and the GPU recipe trains (here on the CPU, two small steps)
+    history = train(FAST_GPU.build_flow((4, 4)), ScalarPhi4Action(-4, 8), steps=2,
+                    **{**FAST_GPU.train_kwargs(), "batch_size": 8})
+    assert len(history) == 2
+
+
+def test_shipped_weights_load_and_give_a_good_flow_on_fresh_samples():
+    """lftutor/weights/phi4_L8_m2-4_lam8.pt: small, loads by physics point, ESS well above 0.5."""
+    from importlib.resources import files
+
+    from lftutor.training.loop import evaluate
+    from lftutor.training.recipes import PRETRAINED, pretrained_flow
+
+    info = PRETRAINED[(8, -4.0, 8.0)]
+    assert files("lftutor").joinpath("weights", info.file).stat().st_size < 300_000
+    torch.manual_seed(0)
+    flow = pretrained_flow(8, -4, 8)
+    assert isinstance(flow, Z2Symmetric) and not flow.training
+    metrics = evaluate(flow, ScalarPhi4Action(-4, 8), n_samples=4096)
+    assert metrics["ess"] > 0.65, metrics  # a fresh flow has ESS ~ 1e-3; these weights ~ 0.75
+    phi, log_q = flow.sample(1000)
+    assert abs(float((phi.flatten(1).sum(1) > 0).double().mean()) - 0.5) < 0.1  # both signs
+    with pytest.raises(ValueError, match="shipped weights"):
+        pretrained_flow(16, -4, 8)

@@ -19,8 +19,9 @@ def register(train, mcmc) -> None:
     phi4.add_argument("--L", type=positive_int, default=8, help="lattice extent (even)")
     phi4.add_argument("--m2", type=float, default=-4.0, help="bare mass squared")
     phi4.add_argument("--lam", type=float, default=8.0, help="quartic coupling")
-    phi4.add_argument("--recipe", choices=sorted(RECIPES), default="fast",
-                      help="architecture and optimiser settings (default: fast)")
+    phi4.add_argument("--recipe", choices=[*sorted(RECIPES), "auto"], default="auto",
+                      help="architecture and optimiser settings (default auto: fast on a CPU, "
+                      "fast-gpu on CUDA)")
     phi4.add_argument("--batch-size", type=positive_int, help="override the recipe's batch size")
     phi4.add_argument("--gradient", choices=["path", "reparam"],
                       help="override the recipe's reverse-KL gradient estimator (path gradients pay "
@@ -59,7 +60,7 @@ def train_phi4(args) -> dict:
     from lftutor.training.recipes import get_recipe
 
     device, dtype = setup(args)
-    recipe = get_recipe(args.recipe)
+    recipe = get_recipe(args.recipe, device)
     flow = recipe.build_flow((args.L, args.L), dtype=dtype, device=device)
     action = ScalarPhi4Action(args.m2, args.lam)
     kwargs = recipe.train_kwargs()

@@ -10,10 +10,18 @@ A recipe fixes the architecture and the optimiser settings; the physics point (`
   field), trained with a larger learning rate on a cosine schedule and one CPU thread. At
   ``L=8, m2=-4, lam=8`` it reaches ESS > 0.5 in 120 s on two CPU cores (see
   ``benchmarks/README.md``).
+* ``fast-gpu``: the same flow with a batch eight times larger, for a CUDA device, where a step
+  costs about the same time whatever the batch (it is bound by kernel launches, not arithmetic).
+  :func:`recipe_for` picks ``fast`` or ``fast-gpu`` by device (``get_recipe("auto")`` too).
+
+:func:`pretrained_flow` loads the weights shipped with the package (``lftutor/weights/``) for the
+phi^4 point of units 4 and 5, so that a notebook can start from a good flow at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.resources
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -108,12 +116,120 @@ FAST = Recipe("fast", coupling="spline", n_layers=5, hidden_sizes=(32, 32), kern
               n_bins=8, zero_mode=True, z2_symmetric=True, batch_size=128, lr=5e-3,
               lr_schedule=cosine_schedule, ess_every=10, num_threads=1)
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (TUTORIAL, FAST)}
+#: The fast recipe sized for a CUDA device: the same flow (so the same weights load into both),
+#: a batch of 1,024. On a GPU the step time hardly depends on the batch up to a few thousand
+#: (issue 16: about 14 steps/s at batch 128 and at 1,024 on an H200 before the step was slimmed),
+#: so the larger batch is a less noisy gradient for free. Not yet tuned on a GPU (none was lent).
+FAST_GPU = dataclasses.replace(FAST, name="fast-gpu", batch_size=1024, num_threads=None)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (TUTORIAL, FAST, FAST_GPU)}
 
 
-def get_recipe(name: str) -> Recipe:
-    """The recipe called ``name`` (``"tutorial"`` or ``"fast"``)."""
+def _device_type(device) -> str:
+    if device is None:
+        from lftutor.device import default_device
+
+        device = default_device()
+    return torch.device(device).type
+
+
+def recipe_for(device=None) -> Recipe:
+    """The course's recipe for ``device``: :data:`FAST_GPU` on CUDA, :data:`FAST` elsewhere.
+
+    Args:
+        device: a ``torch.device``, a string such as ``"cuda"`` or ``"cpu"``, or ``None`` for
+            :func:`lftutor.device.default_device` (CUDA when present).
+
+    Example:
+        >>> recipe_for("cpu").name, recipe_for("cuda").name
+        ('fast', 'fast-gpu')
+    """
+    return FAST_GPU if _device_type(device) == "cuda" else FAST
+
+
+def get_recipe(name: str, device=None) -> Recipe:
+    """The recipe called ``name`` (see :data:`RECIPES`); ``"auto"`` is :func:`recipe_for` ``(device)``."""
+    if name == "auto":
+        return recipe_for(device)
     try:
         return RECIPES[name]
     except KeyError:
-        raise ValueError(f"expected a recipe among {sorted(RECIPES)}, got {name!r}") from None
+        raise ValueError(f"expected a recipe among {sorted(RECIPES) + ['auto']}, got {name!r}") from None
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """Weights shipped with the package, and how they were made.
+
+    Attributes:
+        file: file name in ``lftutor/weights/`` (a ``state_dict`` saved by ``train phi4 --save``).
+        recipe: the architecture (a name in :data:`RECIPES`).
+        L, m2, lam: the physics point.
+        command: the command that made the file (run from the repository root).
+        steps: training steps.
+        ess: ESS on 16,384 fresh samples right after training.
+        train_seconds: CPU time of that training (one thread): what it costs on one idle core.
+    """
+
+    file: str
+    recipe: str
+    L: int
+    m2: float
+    lam: float
+    command: str
+    steps: int
+    ess: float
+    train_seconds: float
+
+
+#: The shipped weights, by physics point ``(L, m2, lam)``.
+PRETRAINED: dict[tuple[int, float, float], Pretrained] = {
+    (8, -4.0, 8.0): Pretrained(
+        file="phi4_L8_m2-4_lam8.pt", recipe="fast", L=8, m2=-4.0, lam=8.0,
+        command=".venv/bin/python -m lftutor train phi4 --recipe fast --device cpu --steps 3000 "
+                "--gradient path --seed 0 --eval-samples 16384 "
+                "--save lftutor/weights/phi4_L8_m2-4_lam8.pt --json",
+        # made 2026-12-01 on a shared 2-core CPU: acceptance 0.755 on the same 16,384 samples;
+        # 150 s of CPU time (1276 s of wall time, the machine was shared by ~7 people)
+        steps=3000, ess=0.786, train_seconds=150.0),
+}
+
+
+def pretrained_flow(L: int = 8, m2: float = -4.0, lam: float = 8.0, *, device=None,
+                    dtype: torch.dtype = torch.float32):
+    """A trained flow for phi^4 at ``(L, m2, lam)`` from the weights shipped with the package.
+
+    Only the points in :data:`PRETRAINED` have weights (the course's point of units 4 and 5,
+    ``L=8, m2=-4, lam=8``). The flow is built with the recipe the weights were trained with and
+    returned in ``eval()`` mode; ``PRETRAINED[(L, m2, lam)]`` says how it was made.
+
+    Args:
+        L, m2, lam: the physics point.
+        device: where to put the flow (default: the CPU).
+        dtype: floating dtype of the flow (the weights are float32).
+
+    Returns:
+        The flow (for the fast recipe a :class:`lftutor.bijections.symmetry.Z2Symmetric`), with
+        ``sample(n)`` and ``log_prob(phi)``.
+
+    Raises:
+        ValueError: no weights for that point.
+
+    Example:
+        >>> flow = pretrained_flow()
+        >>> phi, log_q = flow.sample(4)
+        >>> phi.shape
+        torch.Size([4, 8, 8])
+    """
+    key = (int(L), float(m2), float(lam))
+    if key not in PRETRAINED:
+        raise ValueError(f"expected a physics point with shipped weights, one of "
+                         f"{sorted(PRETRAINED)} as (L, m2, lam), got {key}: train a flow instead "
+                         f"(python -m lftutor train phi4 --L {L} --m2 {m2} --lam {lam} --save FILE)")
+    info = PRETRAINED[key]
+    flow = get_recipe(info.recipe).build_flow((info.L, info.L), dtype=dtype, device=device)
+    resource = importlib.resources.files("lftutor").joinpath("weights", info.file)
+    with importlib.resources.as_file(resource) as path:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    flow.load_state_dict(state)
+    return flow.eval()
