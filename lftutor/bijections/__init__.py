@@ -1,13 +1,38 @@
 """Bijections: every layer and stack of the course, with one interface.
 
 ``forward(z) -> (x, log_det)`` maps latent to data (field), ``reverse(x) -> (z, log_det)`` back;
-``log_det`` has shape ``(batch,)``. Modules: :mod:`~lftutor.bijections.box_muller` (unit 1),
-:mod:`~lftutor.bijections.coupling` (masks, affine couplings), :mod:`~lftutor.bijections.splines`,
-:mod:`~lftutor.bijections.preconditioners`, :mod:`~lftutor.bijections.free_field` (the coupling
-models of unit 6), :mod:`~lftutor.bijections.symmetry`, :mod:`~lftutor.bijections.flow` (a prior
-and a stack of layers), :mod:`~lftutor.bijections.partitions`, :mod:`~lftutor.bijections.jacobians`.
+``log_det`` has shape ``(batch,)`` (``log|det dx/dz|`` forward, ``log|det dz/dx|`` reverse).
+
+Lattice fields (units 1-6, 10):
+
+* :mod:`~lftutor.bijections.box_muller` (unit 1), :mod:`~lftutor.bijections.coupling` (masks,
+  affine couplings), :mod:`~lftutor.bijections.splines` (rational-quadratic splines and spline
+  couplings), :mod:`~lftutor.bijections.preconditioners`, :mod:`~lftutor.bijections.free_field`
+  (the coupling models of unit 6), :mod:`~lftutor.bijections.symmetry` (the mirror-symmetric
+  mixture), :mod:`~lftutor.bijections.gauge` (gauge-equivariant couplings of U(1) links);
+* :mod:`~lftutor.bijections.flow` (a prior and a stack of layers),
+  :mod:`~lftutor.bijections.partitions`, :mod:`~lftutor.bijections.jacobians`.
+
+Vectors (units 7-9):
+
+* :mod:`~lftutor.bijections.planar`, :mod:`~lftutor.bijections.radial`,
+  :mod:`~lftutor.bijections.householder`, :mod:`~lftutor.bijections.sylvester`;
+* :mod:`~lftutor.bijections.autoregressive` (MADE; affine, spline and neural autoregressive
+  layers), :mod:`~lftutor.bijections.polynomial` (sum-of-squares), with the scalar solver of
+  :mod:`~lftutor.bijections.monotone`;
+* :mod:`~lftutor.bijections.conditional` (layers whose parameters depend on a context);
+* :mod:`~lftutor.bijections.continuous` (continuous flows on torchdiffeq) and
+  :mod:`~lftutor.bijections.trace` (exact and Hutchinson traces).
 """
 
+from lftutor.bijections.autoregressive import (
+    MADE,
+    MaskedAffineAutoregressive,
+    NeuralAutoregressive,
+    Permutation,
+    SplineAutoregressive,
+    make_autoregressive_layers,
+)
 from lftutor.bijections.coupling import (
     AffineCoupling,
     SimpleCouplingLayer,
@@ -16,6 +41,14 @@ from lftutor.bijections.coupling import (
     make_phi4_affine_layers,
 )
 from lftutor.bijections.flow import Flow
+from lftutor.bijections.householder import DiagonalAffine, Householder
+from lftutor.bijections.planar import Planar
+from lftutor.bijections.polynomial import SumOfSquaresPolynomial
+from lftutor.bijections.radial import Radial
+from lftutor.bijections.sylvester import Sylvester
 
-__all__ = ["AffineCoupling", "Flow", "SimpleCouplingLayer", "make_checker_mask", "make_conv_net",
+__all__ = ["MADE", "AffineCoupling", "DiagonalAffine", "Flow", "Householder",
+           "MaskedAffineAutoregressive", "NeuralAutoregressive", "Permutation", "Planar", "Radial",
+           "SimpleCouplingLayer", "SplineAutoregressive", "SumOfSquaresPolynomial", "Sylvester",
+           "make_autoregressive_layers", "make_checker_mask", "make_conv_net",
            "make_phi4_affine_layers"]

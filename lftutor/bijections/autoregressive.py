@@ -381,13 +381,13 @@ class NeuralAutoregressive(AutoregressiveBijection):
 
     In a neural autoregressive flow (Huang et al., arXiv:1804.00779) each coordinate is mapped
     by a small monotone neural network whose weights come from a MADE. The paper's deep sigmoidal
-    transformer, :math:`\mathrm{logit}ig(\sum_i w_i\,\sigma(a_i u + b_i)ig)`, maps
+    transformer, :math:`\mathrm{logit}\big(\sum_i w_i\,\sigma(a_i u + b_i)\big)`, maps
     :math:`\mathbb R` onto :math:`\mathbb R` only in exact arithmetic (the sigmoids saturate,
     and the logit of a rounded 1 is infinite), so here the units are tanh with a linear term,
 
     .. math::
-        h(u) = c + \delta u + \sum_{i=1}^{K} w_i	anh(a_i u + b_i), \qquad
-        h'(u) = \delta + \sum_i w_i a_iig(1 - 	anh^2(a_i u + b_i)ig),
+        h(u) = c + \delta u + \sum_{i=1}^{K} w_i\tanh(a_i u + b_i), \qquad
+        h'(u) = \delta + \sum_i w_i a_i\big(1 - \tanh^2(a_i u + b_i)\big),
 
     with :math:`\delta, w_i, a_i > 0` (softplus), so :math:`h' \ge \delta > 0`, :math:`h` is a
     bijection of :math:`\mathbb R` with linear tails and a learned, possibly multi-step, middle.
