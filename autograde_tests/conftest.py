@@ -19,7 +19,7 @@ JOBS = max(1, int(os.environ.get("LFTUTOR_AUTOGRADE_JOBS", "2")))
 
 @pytest.fixture
 def restore_environ():
-    """Loading nbgrader_config.py sets LFTUTOR_GRADING=1: keep it out of other tests."""
+    """Grading changes os.environ (PATH for alembic, variables a test sets): undo it afterwards."""
     saved = dict(os.environ)
     yield
     os.environ.clear()

@@ -49,8 +49,9 @@ def load_config(course_root: Path, *, db_path: str | os.PathLike | None = None,
                 timeout: int | None = None, log_level: str = "WARN"):
     """The course's nbgrader config, pinned to ``course_root``.
 
-    Loading ``nbgrader_config.py`` also runs its side effects (``LFTUTOR_GRADING=1`` for the
-    kernels nbgrader starts).
+    It also puts this environment's ``bin/`` on ``PATH`` (nbgrader runs ``alembic``). The file
+    sets no environment variable: grading mode in the kernels nbgrader starts comes from the
+    ``NBGRADER_EXECUTION`` that nbgrader sets itself (:func:`lftutor.course.grading_mode`).
     """
     from traitlets.config.loader import Config, PyFileConfigLoader
 
