@@ -29,6 +29,7 @@ import torch
 
 from lftutor.bijections.coupling import make_phi4_affine_layers
 from lftutor.bijections.flow import Flow
+from lftutor.bijections.odd_splines import make_phi4_odd_spline_layers
 from lftutor.bijections.splines import ZeroModeSpline, make_phi4_spline_layers
 from lftutor.bijections.symmetry import Z2Symmetric
 from lftutor.lattice.priors import SimpleNormal
@@ -75,9 +76,9 @@ class Recipe:
     gradient: str = "reparam"
 
     def __post_init__(self):
-        if self.coupling not in ("affine", "spline"):
-            raise ValueError(f"expected coupling 'affine' or 'spline', got {self.coupling!r}")
-        if self.coupling == "spline" and self.n_layers < 3:
+        if self.coupling not in ("affine", "spline", "odd-spline"):
+            raise ValueError(f"expected coupling 'affine', 'spline' or 'odd-spline', got {self.coupling!r}")
+        if self.coupling != "affine" and self.n_layers < 3:
             raise ValueError(f"expected n_layers >= 3 for a spline recipe (two even couplings and "
                              f"the odd one), got {self.n_layers}")
 
@@ -92,6 +93,11 @@ class Recipe:
             layers = make_phi4_affine_layers(n_layers=self.n_layers, lattice_shape=lattice_shape,
                                              hidden_sizes=list(self.hidden_sizes),
                                              kernel_size=self.kernel_size)
+        elif self.coupling == "odd-spline":
+            layers = list(make_phi4_odd_spline_layers(
+                lattice_shape=lattice_shape, n_even_layers=self.n_layers - 1, n_bins=self.n_bins,
+                hidden_sizes=self.hidden_sizes, kernel_size=self.kernel_size,
+                zero_mode=self.zero_mode))
         else:
             layers = list(make_phi4_spline_layers(
                 lattice_shape=lattice_shape, n_even_layers=self.n_layers - 1, n_bins=self.n_bins,
