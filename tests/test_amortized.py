@@ -1,5 +1,6 @@
-"""Conditional layers (for each fixed context, the usual bijection checks) and amortized VI
-over the ring family (grid log Z against polar quadrature, exact KL against a grid integral)."""
+"""Amortized VI over the ring family (grid log Z against polar quadrature, exact KL against a grid
+integral, mirror symmetry, training). The conditional layers themselves (planar, IAF, odd or not)
+are tested with every other bijection in tests/test_autoregressive.py."""
 
 from __future__ import annotations
 
@@ -19,14 +20,7 @@ from lftutor.amortized.family import (
     reverse_kl_loss,
     ring_energy,
 )
-from lftutor.amortized.layers import (
-    ConditionalFlow,
-    ConditionalIAF,
-    ConditionalPlanar,
-    standard_normal_log_prob,
-)
-
-D, C = 3, 2
+from lftutor.bijections.conditional import ConditionalIAF, ConditionalPlanar, standard_normal_log_prob
 
 
 @pytest.fixture(autouse=True)
@@ -45,116 +39,6 @@ def _randomize(layer):
         for p in layer.parameters():
             p.add_(0.3 * torch.randn_like(p))
     return layer
-
-
-LAYERS = {
-    "planar": lambda: ConditionalPlanar(D, C),
-    "planar-hidden": lambda: ConditionalPlanar(D, C, hidden=8),
-    "planar-odd": lambda: ConditionalPlanar(D, C, odd=True),
-    "iaf": lambda: ConditionalIAF(D, C, hidden=12),
-    "iaf-reversed": lambda: ConditionalIAF(D, C, hidden=12, reverse_order=True),
-    "iaf-odd": lambda: ConditionalIAF(D, C, hidden=12, odd=True),
-    "iaf-no-context": lambda: ConditionalIAF(D, 0, hidden=12),
-}
-
-
-def _make(name):
-    torch.manual_seed(0)
-    return _randomize(LAYERS[name]()).double()
-
-
-def _inputs(layer, n=6):
-    g = torch.Generator().manual_seed(2)
-    z = torch.randn(n, D, generator=g, dtype=torch.float64)
-    c = torch.randn(n, layer.context_dim, generator=g, dtype=torch.float64)
-    return z, c
-
-
-@pytest.mark.parametrize("name", sorted(LAYERS))
-def test_invertible_and_log_dets_cancel(name):
-    layer = _make(name)
-    z, c = _inputs(layer)
-    x, ld_f = layer(z, c)
-    assert x.shape == z.shape and ld_f.shape == (z.shape[0],)
-    assert not torch.allclose(x, z, atol=1e-3)  # a real map, not the identity
-    z_back, ld_r = layer.reverse(x, c)
-    torch.testing.assert_close(z_back, z, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(ld_f + ld_r, torch.zeros_like(ld_f), rtol=0, atol=1e-9)
-
-
-@pytest.mark.parametrize("name", sorted(LAYERS))
-def test_log_det_is_slogdet_of_autograd_jacobian(name):
-    layer = _make(name)
-    z, c = _inputs(layer, n=4)
-    _, ld = layer(z, c)
-    for i in range(z.shape[0]):
-        ci = c[i:i + 1]
-        jac = torch.autograd.functional.jacobian(lambda zi, ci=ci: layer(zi[None], ci)[0][0], z[i])
-        sign, logabs = torch.linalg.slogdet(jac)
-        assert sign.item() > 0
-        assert abs(logabs.item() - ld[i].item()) < 1e-10
-
-
-@pytest.mark.parametrize("name", sorted(LAYERS))
-def test_every_parameter_gets_a_gradient(name):
-    layer = _make(name)
-    z, c = _inputs(layer)
-    x, ld = layer(z, c)
-    (x.square().sum() + ld.sum()).backward()
-    for pname, p in layer.named_parameters():
-        if (name, pname) in {("planar-odd", "net.bias"), ("iaf-odd", "out_shift.bias")}:
-            continue  # odd layers: b = 0 and a constant shift cancels in m(z) - m(-z), by design
-        assert p.grad is not None and p.grad.abs().sum() > 0, pname
-
-
-@pytest.mark.parametrize("name", [n for n in sorted(LAYERS) if n != "iaf-no-context"])
-def test_the_context_changes_the_map(name):
-    layer = _make(name)
-    z, c = _inputs(layer)
-    x1, _ = layer(z, c)
-    x2, _ = layer(z, c + 1.0)
-    assert (x1 - x2).abs().max() > 1e-3
-
-
-@pytest.mark.parametrize("order", [False, True])
-def test_iaf_jacobian_is_triangular_in_its_order(order):
-    layer = _randomize(ConditionalIAF(4, C, hidden=16, reverse_order=order)).double()
-    z = torch.randn(1, 4, dtype=torch.float64)
-    c = torch.randn(1, C, dtype=torch.float64)
-    jac = torch.autograd.functional.jacobian(lambda zi: layer(zi[None], c)[0][0], z[0])
-    perm = layer.order
-    jp = jac[perm][:, perm]  # rows and columns in the layer's order
-    assert torch.allclose(torch.triu(jp, diagonal=1), torch.zeros_like(jp))
-    assert torch.all(torch.tril(jp, diagonal=-1).abs().sum() > 0)
-
-
-@pytest.mark.parametrize("name", ["planar-odd", "iaf-odd"])
-def test_odd_layers_are_odd(name):
-    layer = _make(name)
-    z, c = _inputs(layer)
-    x_plus, ld_plus = layer(z, c)
-    x_minus, ld_minus = layer(-z, c)
-    torch.testing.assert_close(x_minus, -x_plus)
-    torch.testing.assert_close(ld_minus, ld_plus)
-
-
-def test_shapes_are_checked():
-    layer = ConditionalIAF(D, C)
-    with pytest.raises(ValueError, match="expected z of shape"):
-        layer(torch.zeros(4, D + 1), torch.zeros(4, C))
-    with pytest.raises(ValueError, match="expected context of shape"):
-        layer(torch.zeros(4, D), torch.zeros(4))
-    with pytest.raises(ValueError, match="one context per sample"):
-        ConditionalPlanar(D, C)(torch.zeros(4, D), torch.zeros(3, C))
-
-
-def test_conditional_flow_log_prob_matches_sample():
-    torch.manual_seed(0)
-    flow = ConditionalFlow(D, [_randomize(ConditionalIAF(D, C, hidden=8, reverse_order=bool(k % 2)))
-                               for k in range(3)] + [_randomize(ConditionalPlanar(D, C))]).double()
-    c = torch.randn(7, C, dtype=torch.float64)
-    x, log_q = flow.sample(c)
-    torch.testing.assert_close(flow.log_prob(x, c), log_q, rtol=1e-8, atol=1e-8)
 
 
 # ------------------------------------------------------------------ the ring family
@@ -194,12 +78,17 @@ def test_exact_kl_of_the_identity_flow_against_a_grid_integral():
     assert expected > 1.0  # a standard normal is far from the ring: the check is not trivial
 
 
-def test_odd_family_flow_is_mirror_symmetric():
+@pytest.mark.parametrize("kind", ["iaf", "planar"])
+def test_odd_family_flow_is_mirror_symmetric_and_uses_the_package_layers(kind):
     torch.manual_seed(0)
-    flow = _randomize(make_family_flow("iaf", n_layers=3, hidden=8)).double()
+    flow = _randomize(make_family_flow(kind, n_layers=3, hidden=8)).double()
+    layer_class = ConditionalIAF if kind == "iaf" else ConditionalPlanar
+    assert all(isinstance(layer, layer_class) and layer.odd for layer in flow.layers)
     x = torch.randn(5, 2, dtype=torch.float64)
     c = context(torch.full((5,), 2.0), dtype=torch.float64)
     torch.testing.assert_close(flow.log_prob(-x, c), flow.log_prob(x, c))
+    plain = _randomize(make_family_flow(kind, n_layers=3, hidden=8, odd=False)).double()
+    assert (plain.log_prob(-x, c) - plain.log_prob(x, c)).abs().max() > 1e-3
 
 
 def test_amortized_training_lowers_the_average_loss():

@@ -75,8 +75,13 @@ CONDITIONAL = {
     "conditional_iaf": (lambda: ConditionalIAF(3, 2, hidden=16), 3, 2),
     "conditional_iaf_maf_mode": (lambda: ConditionalIAF(3, 2, hidden_sizes=[16], mode="maf",
                                                         reverse_order=True), 3, 2),
+    "conditional_iaf_odd": (lambda: ConditionalIAF(3, 2, hidden=16, odd=True), 3, 2),
+    "conditional_iaf_odd_reversed_sigmoid": (lambda: ConditionalIAF(4, 2, hidden=16, odd=True,
+                                                                    reverse_order=True, scale="sigmoid"),
+                                             4, 2),
     "conditional_planar_linear": (lambda: ConditionalPlanar(3, 2), 3, 2),
     "conditional_planar_mlp": (lambda: ConditionalPlanar(2, 3, hidden_sizes=[8]), 2, 3),
+    "conditional_planar_odd": (lambda: ConditionalPlanar(2, 1, hidden=8, odd=True), 2, 1),
     "conditional_spline": (lambda: SplineAutoregressive(2, [8], n_bins=4, bound=3.0,
                                                         context_dim=1), 2, 1),
     "conditional_sos_maf": (lambda: SumOfSquaresPolynomial(3, [8], context_dim=2), 3, 2),
@@ -299,6 +304,69 @@ def test_conditional_planar_agrees_with_the_unconditional_planar_layer():
     z2, log_det_rev = planar_inverse(x, u_hat, w, b)
     torch.testing.assert_close(z2, z)
     torch.testing.assert_close(log_det_rev, -log_det)
+
+
+ODD = {
+    "iaf": lambda: ConditionalIAF(3, 2, hidden=16, odd=True),
+    "iaf_maf_mode_reversed": lambda: ConditionalIAF(3, 2, hidden_sizes=[16], mode="maf", odd=True,
+                                                    reverse_order=True),
+    "planar": lambda: ConditionalPlanar(3, 2, hidden=8, odd=True),
+    "flow": lambda: ConditionalFlow(3, [ConditionalIAF(3, 2, hidden=8, odd=True), Permutation.reversal(3),
+                                        ConditionalPlanar(3, 2, odd=True)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD))
+def test_odd_layers_are_odd_for_every_context_and_others_are_not(name):
+    layer = _perturb(ODD[name]()).double()
+    z, c = _z(6, 3), 2.0 * torch.randn(6, 2, dtype=F64)
+    for direction in ("forward", "reverse"):
+        x_plus, ld_plus = getattr(layer, direction)(z, c)
+        x_minus, ld_minus = getattr(layer, direction)(-z, c)
+        torch.testing.assert_close(x_minus, -x_plus, rtol=0, atol=1e-10)
+        torch.testing.assert_close(ld_minus, ld_plus, rtol=0, atol=1e-10)
+    if name == "flow":  # so the density is mirror-symmetric too
+        torch.testing.assert_close(layer.log_prob(-z, c), layer.log_prob(z, c))
+    # the same layer without the symmetry is not odd (the check above can fail)
+    plain = type(layer)(3, 2, hidden=8) if name == "planar" else ConditionalIAF(3, 2, hidden=16)
+    plain = _perturb(plain).double()
+    assert (plain.forward(-z, c)[0] + plain.forward(z, c)[0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("reverse_order", [False, True])
+def test_odd_iaf_stays_autoregressive_in_its_order(reverse_order):
+    layer = _perturb(ConditionalIAF(4, 2, hidden=16, odd=True, reverse_order=reverse_order)).double()
+    z, c = _z(1, 4), torch.randn(1, 2, dtype=F64)
+    jac = torch.autograd.functional.jacobian(lambda v: layer.forward(v[None], c)[0][0], z[0])
+    order = list(range(3, -1, -1)) if reverse_order else list(range(4))
+    jp = jac[order][:, order]  # rows and columns in the layer's order: lower triangular
+    torch.testing.assert_close(torch.triu(jp, diagonal=1), torch.zeros_like(jp), rtol=0, atol=0)
+    assert bool((torch.tril(jp, diagonal=-1).abs().sum(1)[1:] > 0).all())
+
+
+@pytest.mark.parametrize("odd", [False, True])
+def test_conditional_planar_reverse_has_exact_gradients(odd):
+    """The numerical inverse (a solve along w) is differentiated implicitly: gradcheck of reverse's
+    output and log-det against finite differences in x, the context and every parameter."""
+    from torch.func import functional_call
+
+    class Reverse(torch.nn.Module):
+        def __init__(self, layer):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x, c):
+            return self.layer.reverse(x, c)
+
+    rev = Reverse(_perturb(ConditionalPlanar(2, 2, hidden=4, odd=odd)).double())
+    names = [n for n, _ in rev.named_parameters()]
+    values = [p.detach().clone().requires_grad_() for _, p in rev.named_parameters()]
+
+    def fn(x, c, *params):
+        return functional_call(rev, dict(zip(names, params, strict=True)), (x, c))
+
+    x, c = _z(4, 2).requires_grad_(), torch.randn(4, 2, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(fn, (x, c, *values), atol=1e-6, rtol=1e-5)
 
 
 def test_conditional_layers_depend_on_the_context():

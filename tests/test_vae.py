@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
 
 from lftutor.amortized.bounds import elbo, iwae_log_likelihood, log_mean_exp, mean_and_stderr
 from lftutor.amortized.digits import _load, load_digits_split
-from lftutor.amortized.layers import standard_normal_log_prob
 from lftutor.amortized.vae import POSTERIORS, VAE, bernoulli_log_likelihood, evaluate, train_vae
-from lftutor.amortized.weights import load_vae, save_vae
+from lftutor.amortized.weights import load_pretrained, load_vae, save_vae, upgrade_state
+from lftutor.bijections.conditional import standard_normal_log_prob
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +104,7 @@ def test_flow_posterior_density_integrates_to_one():
         z = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
         hh = h.expand(z.shape[0], -1)
         z0, log_det = z, torch.zeros(z.shape[0], dtype=torch.float64)
-        for layer in reversed(model.flow):
+        for layer in reversed(model.flow.layers):
             z0, ld = layer.reverse(z0, hh)
             log_det = log_det + ld
         eps = (z0 - mu) / torch.exp(log_sigma)
@@ -112,7 +114,7 @@ def test_flow_posterior_density_integrates_to_one():
         torch.manual_seed(1)
         zs, log_qs = model.sample_posterior(x, 5)
         z0s, ld = zs[:, 0], torch.zeros(5, dtype=torch.float64)
-        for layer in reversed(model.flow):
+        for layer in reversed(model.flow.layers):
             z0s, l_ = layer.reverse(z0s, h.expand(5, -1))
             ld = ld + l_
         direct = standard_normal_log_prob((z0s - mu) / torch.exp(log_sigma)) - log_sigma.sum() + ld
@@ -157,6 +159,44 @@ def test_training_improves_the_held_out_elbo_and_weights_round_trip(tmp_path):
     loaded = load_vae(path)
     again = evaluate(loaded, split.test[:100], k=20)
     assert abs(again["test_log_likelihood"] - after["test_log_likelihood"]) < 0.05
+
+
+# Test ELBO and L_50 (float64, 10 and 50 samples per image, seed 0) of the shipped models on the
+# first 20 test images, computed with the posterior layers of lftutor/amortized/layers.py before
+# they were replaced by lftutor.bijections.conditional (commit e3ea22b): the renamed weights must
+# give the same numbers.
+SHIPPED = {"gaussian": (-23.60927579132225, -23.32898460677189),
+           "planar": (-23.35741973054013, -23.109570817063833),
+           "iaf": (-23.64030624388471, -23.218603424061406)}
+
+
+@pytest.mark.parametrize("posterior", POSTERIORS)
+def test_shipped_weights_load_and_give_the_recorded_elbo(posterior):
+    model = load_pretrained(posterior).double()
+    assert model.latent_dim == 40 and model.n_layers == (0 if posterior == "gaussian" else 8)
+    r = evaluate(model, load_digits_split().test[:20].double(), k=50, elbo_samples=10, seed=0)
+    elbo_then, log_p_then = SHIPPED[posterior]
+    assert r["test_elbo"] == pytest.approx(elbo_then, abs=1e-6)
+    assert r["test_log_likelihood"] == pytest.approx(log_p_then, abs=1e-6)
+
+
+def test_old_layer_names_are_renamed_and_incomplete_files_refused(tmp_path):
+    blob = torch.load(Path(str(resources.files("lftutor") / "weights" / "vae40_iaf.pt")), weights_only=True)
+    assert "flow.0.l1.weight" in blob["state"]  # the shipped files have the first version's names
+    new = upgrade_state(blob["state"])
+    assert set(new) == {k for k in VAE(**blob["config"]).state_dict() if not k.endswith((".mask", ".degree"))}
+    torch.testing.assert_close(new["flow.layers.3.made.net.0.weight"][:, 128:],
+                               blob["state"]["flow.3.l1.weight"].float())
+    assert upgrade_state(new).keys() == new.keys()  # a current state stays as it is
+    model = _small_vae(2, "iaf")
+    save_vae(model, tmp_path / "m.pt")
+    saved = torch.load(tmp_path / "m.pt", weights_only=True)["state"]
+    assert not [k for k in saved if k.endswith((".mask", ".degree"))]  # rebuilt, not stored
+    del saved["flow.layers.1.made.net.2.weight"]
+    torch.save({"config": torch.load(tmp_path / "m.pt", weights_only=True)["config"], "state": saved},
+               tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="missing"):
+        load_vae(tmp_path / "bad.pt")
 
 
 def test_cli_prints_json(capsys):

@@ -12,8 +12,8 @@ Two ways of paying for inference once instead of once per problem:
   :mod:`~lftutor.amortized.bounds` has the ELBO and the importance-sampled (IWAE) estimate of
   the held-out :math:`\log p(x)`.
 
-The conditional layers used by both (planar with per-sample parameters, IAF with a context)
-are in :mod:`~lftutor.amortized.layers`.
+The conditional layers used by both (planar with per-sample parameters, IAF with a context,
+optionally odd) are the package's bijections, :mod:`lftutor.bijections.conditional`.
 """
 
 from lftutor.amortized.bounds import elbo, iwae_log_likelihood, log_mean_exp

@@ -10,7 +10,7 @@ The family: a ring of radius :math:`\theta` cut into two modes at :math:`z_1 = \
 
 which is the first potential of Rezende & Mohamed (arXiv:1505.05770, table 1) at
 :math:`\theta = 2`. Instead of one flow per :math:`\theta` we train one *conditional* flow
-:math:`q_\phi(z\mid\theta)` (:class:`~lftutor.amortized.layers.ConditionalFlow`) on the reverse
+:math:`q_\phi(z\mid\theta)` (:class:`~lftutor.bijections.conditional.ConditionalFlow`) on the reverse
 KL averaged over :math:`\theta\sim\mathrm{Uniform}[\theta_{\min}, \theta_{\max}]`:
 
 .. math::
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lftutor.amortized.layers import ConditionalFlow, ConditionalIAF, ConditionalPlanar
+from lftutor.bijections.conditional import ConditionalFlow, ConditionalIAF, ConditionalPlanar
 
 THETA_RANGE = (1.0, 3.0)
 

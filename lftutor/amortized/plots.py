@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from lftutor.amortized.bounds import log_mean_exp
-from lftutor.amortized.layers import standard_normal_log_prob
 from lftutor.amortized.vae import bernoulli_log_likelihood
+from lftutor.bijections.conditional import standard_normal_log_prob
 
 
 def show_digits(images, labels=None, *, n: int = 12, title: str = ""):

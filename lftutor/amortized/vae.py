@@ -9,9 +9,10 @@ the encoder maps :math:`x` to :math:`\mu(x)`, :math:`\log\sigma(x)` and a featur
 
 * ``"gaussian"``: :math:`z = \mu + \sigma\odot\epsilon`, :math:`\epsilon\sim\mathcal N(0, I)`;
 * ``"planar"``: :math:`z_K = f_K\circ\cdots\circ f_1(z_0)`, with :math:`z_0` the Gaussian sample
-  and :math:`K` planar layers whose :math:`(u_k, w_k, b_k)` are linear in :math:`h(x)`;
+  and :math:`K` planar layers whose :math:`(u_k, w_k, b_k)` are linear in :math:`h(x)`
+  (:class:`~lftutor.bijections.conditional.ConditionalPlanar`);
 * ``"iaf"``: the same with :math:`K` affine autoregressive layers that see :math:`h(x)`
-  (arXiv:1606.04934).
+  (arXiv:1606.04934; :class:`~lftutor.bijections.conditional.ConditionalIAF`).
 
 In each case :math:`\log q_K(z_K\mid x) = \log q_0(z_0\mid x) - \sum_k\log|\det\partial f_k/
 \partial z_{k-1}|`, and the ELBO is :math:`E_q[\log p(x\mid z_K) + \log p(z_K) - \log q_K(z_K\mid x)]`.
@@ -31,7 +32,12 @@ from torch import nn
 
 from lftutor.amortized.bounds import elbo as _elbo
 from lftutor.amortized.digits import N_PIXELS
-from lftutor.amortized.layers import ConditionalIAF, ConditionalPlanar, standard_normal_log_prob
+from lftutor.bijections.conditional import (
+    ConditionalFlow,
+    ConditionalIAF,
+    ConditionalPlanar,
+    standard_normal_log_prob,
+)
 from lftutor.training.loop import Callback
 
 POSTERIORS = ("gaussian", "planar", "iaf")
@@ -51,6 +57,10 @@ class VAE(nn.Module):
         n_layers: :math:`K`, layers of the posterior flow (ignored for ``"gaussian"``).
         hidden: width of the two hidden layers of encoder and decoder.
         iaf_hidden: width of the masked layers of each IAF layer.
+
+    The posterior's layers are ``self.flow.layers`` (a
+    :class:`~lftutor.bijections.conditional.ConditionalFlow` whose base, unused here, is replaced
+    by the encoder's Gaussian :math:`q_0(z_0\mid x)`).
 
     Shapes:
         ``encode(x)``: ``(batch, 64) -> mu, log_sigma (batch, D), h (batch, hidden)``;
@@ -79,7 +89,7 @@ class VAE(nn.Module):
                       for k in range(self.n_layers)]
         else:
             layers = []
-        self.flow = nn.ModuleList(layers)
+        self.flow = ConditionalFlow(D, layers)
         self.decoder = nn.Sequential(nn.Linear(D, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
                                      nn.Linear(hidden, N_PIXELS))
 
@@ -94,13 +104,9 @@ class VAE(nn.Module):
         return self.mu(h), self.log_sigma(h), h
 
     def flow_forward(self, z0: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Push ``z0 (batch, D)`` through the posterior flow with features ``h``: ``z_K``, summed log-dets."""
-        log_det = torch.zeros(z0.shape[0], dtype=z0.dtype, device=z0.device)
-        z = z0
-        for layer in self.flow:
-            z, ld = layer(z, h)
-            log_det = log_det + ld
-        return z, log_det
+        """Push ``z0 (batch, D)`` through the posterior flow with features ``h (batch, hidden)``:
+        ``z_K (batch, D)`` and the summed log-dets ``(batch,)``."""
+        return self.flow.forward(z0, h)
 
     def sample_posterior(self, x: torch.Tensor, n: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`n` reparametrized samples :math:`z_K\sim q(\cdot\mid x)` per image, and their log q."""

@@ -12,8 +12,8 @@ encoder's summary of an image; for a family of targets it is the family's parame
 
 * :class:`ConditionalPlanar`: the planar map with :math:`(u, w, b)` a (small) network of the
   context, with the same constraint on :math:`u` as :class:`lftutor.bijections.planar.Planar`;
-  the functional pieces :func:`planar_u_hat` and :func:`planar_transform` take per-sample
-  parameters;
+  the functional pieces :func:`planar_u_hat`, :func:`planar_transform` and
+  :func:`planar_inverse` take per-sample parameters;
 * :class:`ConditionalIAF`: the affine autoregressive layer of
   :mod:`lftutor.bijections.autoregressive` with the context fed into its MADE with full
   connectivity (arXiv:1606.04934, arXiv:1502.03509). Every autoregressive layer of the package
@@ -23,10 +23,13 @@ encoder's summary of an image; for a family of targets it is the family's parame
 * :class:`ConditionalFlow`: a standard normal base and a stack of such layers (layers without
   a context, e.g. :class:`~lftutor.bijections.autoregressive.Permutation`, may be mixed in).
 
-The constructors accept the signatures of the first version in ``lftutor/amortized/layers.py``
-(``ConditionalPlanar(dim, context_dim, hidden=...)``, ``ConditionalIAF(dim, context_dim,
-hidden=..., reverse_order=..., scale_limit=...)``, ``ConditionalFlow(dim, layers)``), so either
-can replace the other.
+``odd=True`` makes a planar or IAF layer odd in its input for every context,
+:math:`f(-z; c) = -f(z; c)`: a stack of odd layers on the symmetric normal base gives
+:math:`q(-x\mid c) = q(x\mid c)`, so it cannot drop one of two mirror-image modes (unit 9's
+ring family).
+
+Unit 9 (:mod:`lftutor.amortized`) builds its VAE posteriors and its family flow from these
+layers.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from torch import nn
 from lftutor._checks import check_field, check_positive_int
 from lftutor.bijections.autoregressive import (
     ACTIVATIONS,
+    MADE,
     MaskedAffineAutoregressive,
     _check_context,
 )
@@ -122,8 +126,10 @@ class ConditionalPlanar(nn.Module):
         dim: ``D``.
         context_dim: ``C``.
         hidden_sizes: widths of the context network's hidden layers (``()``: linear).
-        hidden: shorthand for ``hidden_sizes=(hidden,)`` when positive (the first version's API).
+        hidden: shorthand for ``hidden_sizes=(hidden,)`` when positive.
         activation: of the context network.
+        odd: fix :math:`b = 0`, so that the layer is odd, :math:`f(-z; c) = -f(z; c)` (the
+            network still outputs a :math:`b`, which is ignored).
 
     Shapes:
         ``forward(z, context)``, ``reverse(x, context)``:
@@ -141,7 +147,7 @@ class ConditionalPlanar(nn.Module):
     conditional = True
 
     def __init__(self, dim: int, context_dim: int, *, hidden_sizes: Sequence[int] = (),
-                 hidden: int = 0, activation: str = "tanh"):
+                 hidden: int = 0, activation: str = "tanh", odd: bool = False):
         super().__init__()
         check_positive_int(dim, name="dim")
         check_positive_int(context_dim, name="context_dim")
@@ -152,7 +158,7 @@ class ConditionalPlanar(nn.Module):
             check_positive_int(h, name="each hidden size")
         if activation not in ACTIVATIONS:
             raise ValueError(f"expected activation in {sorted(ACTIVATIONS)}, got {activation!r}")
-        self.dim, self.context_dim = dim, context_dim
+        self.dim, self.context_dim, self.odd = dim, context_dim, bool(odd)
         self.net = _context_net(context_dim, 2 * dim + 1, hidden_sizes, activation)
         last = self.net[-1]
         with torch.no_grad():
@@ -163,6 +169,8 @@ class ConditionalPlanar(nn.Module):
         r"""``(u_hat, w, b)`` for each context row: ``(batch, D), (batch, D), (batch,)``."""
         p = self.net(context)
         u, w, b = p[:, :self.dim], p[:, self.dim:2 * self.dim], p[:, -1]
+        if self.odd:
+            b = torch.zeros_like(b)
         return planar_u_hat(u, w), w, b
 
     def _check(self, x, name, context):
@@ -178,6 +186,16 @@ class ConditionalPlanar(nn.Module):
         """``(batch, D), (batch, C) -> (z (batch, D), log|det dz/dx| (batch,))``."""
         context = self._check(x, "x", context)
         return planar_inverse(x, *self.parameters_for(context))
+
+
+class _MirroredMADE(MADE):
+    """A :class:`MADE` evaluated at ``x`` and at ``-x`` in one pass: ``(batch, D, 2P)``, the
+    parameters at ``x`` followed by those at ``-x`` (for odd layers; no state of its own)."""
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        both = super().forward(torch.cat([x, -x]), None if context is None else torch.cat([context, context]))
+        plus, minus = both.chunk(2, dim=0)
+        return torch.cat([plus, minus], dim=-1)
 
 
 class ConditionalIAF(MaskedAffineAutoregressive):
@@ -203,6 +221,12 @@ class ConditionalIAF(MaskedAffineAutoregressive):
         scale_limit: ``B`` of the tanh-bounded log-scale.
         mode: ``"iaf"`` (default: one-pass sampling) or ``"maf"``.
         scale, activation: see the parent class.
+        odd: make the layer odd in its input for every context, :math:`f(-z; c) = -f(z; c)`,
+            by taking the odd part of the shift and the even part of the log-scale,
+            :math:`\mu(y) \to \tfrac12[\mu(y) - \mu(-y)]`,
+            :math:`\log\sigma(y) \to \tfrac12[\log\sigma(y) + \log\sigma(-y)]`; both stay
+            autoregressive (the MADE runs on :math:`\pm y` in one pass of twice the batch). A
+            constant shift cancels, so the shift's output biases get no gradient.
 
     Shapes:
         ``forward(z, context)``, ``reverse(x, context)``:
@@ -218,7 +242,7 @@ class ConditionalIAF(MaskedAffineAutoregressive):
     def __init__(self, dim: int, context_dim: int, *, hidden: int = 64,
                  hidden_sizes: Sequence[int] | None = None, reverse_order: bool = False,
                  order: Sequence[int] | None = None, scale_limit: float = 3.0, mode: str = "iaf",
-                 scale: str = "tanh", activation: str = "elu"):
+                 scale: str = "tanh", activation: str = "elu", odd: bool = False):
         check_positive_int(dim, name="dim")
         if hidden_sizes is None:
             check_positive_int(hidden, name="hidden")
@@ -227,6 +251,18 @@ class ConditionalIAF(MaskedAffineAutoregressive):
             order = list(range(dim - 1, -1, -1))
         super().__init__(dim, hidden_sizes, mode=mode, order=order, context_dim=context_dim,
                          scale=scale, max_log_scale=scale_limit, activation=activation)
+        self.odd = bool(odd)
+        if self.odd:  # the same network and state, evaluated at +-y (no parameters of its own)
+            self.made.__class__ = _MirroredMADE
+
+    def shift_and_log_scale(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(batch, D, 2) -> (mu, log sigma)``, each ``(batch, D)``; for an odd layer
+        ``(batch, D, 4)`` (parameters at ``y`` and ``-y``) -> the odd ``mu``, the even ``log sigma``."""
+        if not self.odd:
+            return super().shift_and_log_scale(params)
+        mu_plus, log_sigma_plus = super().shift_and_log_scale(params[..., :2])
+        mu_minus, log_sigma_minus = super().shift_and_log_scale(params[..., 2:])
+        return 0.5 * (mu_plus - mu_minus), 0.5 * (log_sigma_plus + log_sigma_minus)
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:

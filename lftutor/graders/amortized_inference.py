@@ -23,8 +23,8 @@ import torch as _torch
 import torch.nn.functional as _F
 
 import lftutor.amortized.bounds as _bounds
-import lftutor.amortized.layers as _layers
 import lftutor.amortized.vae as _vae
+import lftutor.bijections.conditional as _layers
 from lftutor.graders.core import (
     LOG_2PI,
     GradingError,
