@@ -4,15 +4,16 @@ the amortization gap of one conditional flow over the ring family.
 Usage:
     .venv/bin/python benchmarks/vae.py vae [--steps 3000] [--seeds 0 1 2] [--iwae-samples 1000]
         [--save-weights lftutor/weights]     # seed 0's models become the shipped weights
-    .venv/bin/python benchmarks/vae.py family [--steps 2000] [--amortized-steps 4000] [--seed 0]
+    .venv/bin/python benchmarks/vae.py family [--steps 2000] [--amortized-steps 4000] [--seeds 0 1 2]
 
 ``vae`` trains each posterior for the same number of steps (same batch size and learning rate)
 through the CLI, one process each (``python -m lftutor train vae ... --per-image --json``), and
 prints per seed the held-out log p(x) (IWAE, 1000 samples per image) and the improvement of each
 flow over the Gaussian: its mean over the 300 test images with the paired standard error (the
 same images, so the image-to-image spread cancels), and over seeds the mean improvement with the
-standard error from the seed-to-seed spread. ``family`` prints the exact KL per theta of the
-amortized flow and of flows trained for one theta each.
+standard error from the seed-to-seed spread. ``family`` prints, per seed, the exact KL per theta
+of the amortized flow and of flows trained for one theta each, and over the seeds the median,
+range, mean and standard error of the mean amortization gap.
 """
 
 from __future__ import annotations
@@ -89,27 +90,40 @@ def vae_main(args) -> None:
 
 
 def family_main(args) -> None:
+    import statistics
+
     import torch
 
     from lftutor.amortized.family import amortization_gap
 
     torch.set_num_threads(1)
-    start = time.perf_counter()
-    res = amortization_gap(thetas=tuple(args.thetas), steps=args.steps, amortized_steps=args.amortized_steps,
-                           n_layers=args.layers, hidden=args.hidden, seed=args.seed, n_samples=args.samples)
-    d = res.as_dict()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, seed {args.seed}, {args.layers} odd "
-          f"IAF layers (hidden {args.hidden}), separate: {args.steps} steps each, amortized: "
-          f"{args.amortized_steps or args.steps} steps, batch 256, {args.samples} samples per KL")
-    print("| theta | KL amortized | KL separate | gap |")
-    print("| --- | --- | --- | --- |")
-    for t, a, sa, s, ss in zip(d["thetas"], d["kl_amortized"], d["stderr_amortized"], d["kl_separate"],
-                               d["stderr_separate"], strict=True):
-        print(f"| {t:.2f} | {a:.4f} ± {sa:.4f} | {s:.4f} ± {ss:.4f} | {a - s:+.4f} |")
-    se = math.sqrt(sum(x ** 2 for x in d["stderr_amortized"] + d["stderr_separate"])) / len(d["thetas"])
-    print(f"mean KL amortized {d['mean_kl_amortized']:.4f}, separate {d['mean_kl_separate']:.4f}, "
-          f"mean gap {d['mean_gap']:+.4f} ± {se:.4f} (goal: < 0.05); seconds {d['seconds']}, "
-          f"total {time.perf_counter() - start:.0f}")
+    gaps = []
+    for seed in args.seeds:
+        start = time.perf_counter()
+        res = amortization_gap(thetas=tuple(args.thetas), steps=args.steps,
+                               amortized_steps=args.amortized_steps, n_layers=args.layers,
+                               hidden=args.hidden, seed=seed, n_samples=args.samples)
+        d = res.as_dict()
+        print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, seed {seed}, {args.layers} odd "
+              f"IAF layers (hidden {args.hidden}), separate: {args.steps} steps each, amortized: "
+              f"{args.amortized_steps or args.steps} steps, batch 256, {args.samples} samples per KL")
+        print("| theta | KL amortized | KL separate | gap |")
+        print("| --- | --- | --- | --- |")
+        for t, a, sa, s, ss in zip(d["thetas"], d["kl_amortized"], d["stderr_amortized"], d["kl_separate"],
+                                   d["stderr_separate"], strict=True):
+            print(f"| {t:.2f} | {a:.4f} ± {sa:.4f} | {s:.4f} ± {ss:.4f} | {a - s:+.4f} |")
+        se = math.sqrt(sum(x ** 2 for x in d["stderr_amortized"] + d["stderr_separate"])) / len(d["thetas"])
+        print(f"mean KL amortized {d['mean_kl_amortized']:.4f}, separate {d['mean_kl_separate']:.4f}, "
+              f"mean gap {d['mean_gap']:+.4f} ± {se:.4f} (goal: < 0.05); seconds {d['seconds']}, "
+              f"total {time.perf_counter() - start:.0f}", flush=True)
+        gaps.append(d["mean_gap"])
+    if len(gaps) > 1:
+        n = len(gaps)
+        mean = sum(gaps) / n
+        se = statistics.stdev(gaps) / math.sqrt(n)
+        print(f"over {n} seeds: mean gap median {statistics.median(gaps):+.4f}, range "
+              f"[{min(gaps):+.4f}, {max(gaps):+.4f}], mean {mean:+.4f} ± {se:.4f} (s.e. from the seed "
+              f"spread; goal: < 0.05)")
 
 
 def main() -> None:
@@ -127,7 +141,7 @@ def main() -> None:
     f.add_argument("--layers", type=int, default=8)
     f.add_argument("--hidden", type=int, default=64)
     f.add_argument("--samples", type=int, default=50000)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0], dest="seeds")
     args = parser.parse_args()
     (vae_main if args.part == "vae" else family_main)(args)
 
