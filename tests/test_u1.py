@@ -178,9 +178,10 @@ def random_layer(mu, offset, lattice=4, std=0.1, seed=0):
     return layer
 
 
-def random_flow(lattice=4, std=0.1):
+def random_flow(lattice=4, std=0.1, stripe_order="ascending"):
     torch.manual_seed(0)
-    flow = gauge.make_u1_flow(lattice, n_layers=8, hidden_channels=(4,), n_bins=4, dtype=torch.float64)
+    flow = gauge.make_u1_flow(lattice, n_layers=8, hidden_channels=(4,), n_bins=4, stripe_order=stripe_order,
+                              dtype=torch.float64)
     with torch.no_grad():
         for p in flow.parameters():
             p.normal_(0, std)
@@ -188,7 +189,19 @@ def random_flow(lattice=4, std=0.1):
 
 
 BIJECTIONS = [pytest.param(lambda mu=mu, s=s: random_layer(mu, s), id=f"layer-mu{mu}-s{s}")
-              for mu in (0, 1) for s in range(4)] + [pytest.param(random_flow, id="flow-8-layers")]
+              for mu in (0, 1) for s in range(4)] + [
+    pytest.param(random_flow, id="flow-8-layers"),
+    pytest.param(lambda: random_flow(stripe_order="descending"), id="flow-8-layers-descending")]
+
+
+def test_stripe_orders():
+    for order, offsets in (("ascending", [0, 0, 1, 1, 2, 2, 3, 3, 0, 0]),
+                           ("descending", [3, 3, 2, 2, 1, 1, 0, 0, 3, 3])):
+        flow = gauge.make_u1_flow(4, n_layers=10, stripe_order=order)
+        assert [layer.offset for layer in flow.layers] == offsets
+        assert [layer.mu for layer in flow.layers] == [0, 1] * 5
+    with pytest.raises(ValueError, match="stripe_order"):
+        gauge.make_u1_flow(4, stripe_order="random")
 
 
 @pytest.mark.parametrize("make", BIJECTIONS)
@@ -344,12 +357,14 @@ def test_cli_train_and_mcmc_u1(capsys, tmp_path):
 
     weights = tmp_path / "u1.pt"
     main(["train", "u1", "--L", "4", "--beta", "1", "--steps", "2", "--n-layers", "2", "--hidden", "4",
-          "--eval-samples", "64", "--save", str(weights), "--json", "--quiet"])
+          "--stripe-order", "descending", "--eval-samples", "64", "--save", str(weights),
+          "--json", "--quiet"])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["steps"] == 2 and 0 < result["ess"] <= 1 and result["kl"] > -1e-3
     for sampler, extra in (("hmc", []), ("flow", ["--weights", str(weights)])):
         main(["mcmc", "u1", "--L", "4", "--beta", "1", "--sampler", sampler, "--samples", "200",
-              "--n-layers", "2", "--hidden", "4", *extra, "--json", "--quiet"])
+              "--n-layers", "2", "--hidden", "4", "--stripe-order", "descending", *extra,
+              "--json", "--quiet"])
         r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         for key in ("plaquette", "plaquette_err", "plaquette_exact", "chi_top", "chi_top_err",
                     "chi_top_exact", "tau_int_q", "acceptance"):

@@ -25,6 +25,9 @@ def _model_arguments(p) -> None:
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[8, 8],
                    help="conditioner hidden channels (default 8 8)")
     p.add_argument("--n-bins", type=positive_int, default=8, help="circular spline bins (default 8)")
+    p.add_argument("--stripe-order", choices=["ascending", "descending"], default="ascending",
+                   help="order of the layers' stripes (default ascending; descending trains better at "
+                        "large beta; weights only load into a flow with the order they were trained with)")
 
 
 def register(train, mcmc) -> None:
@@ -70,7 +73,7 @@ def build_flow(args, dtype=None):
     from lftutor.bijections.gauge import make_u1_flow
 
     return make_u1_flow(args.L, n_layers=args.n_layers, hidden_channels=tuple(args.hidden),
-                        n_bins=args.n_bins, dtype=dtype or torch.float32)
+                        n_bins=args.n_bins, stripe_order=args.stripe_order, dtype=dtype or torch.float32)
 
 
 def train_u1(args) -> dict:
@@ -93,7 +96,8 @@ def train_u1(args) -> dict:
     n_links = 2 * args.L**2
     return {
         "model": "u1-gauge-equivariant", "L": args.L, "beta": args.beta, "n_layers": args.n_layers,
-        "hidden": list(args.hidden), "n_bins": args.n_bins, "seed": args.seed, "dtype": args.dtype,
+        "hidden": list(args.hidden), "n_bins": args.n_bins, "stripe_order": args.stripe_order,
+        "seed": args.seed, "dtype": args.dtype,
         "device": str(device), "steps": steps, "train_seconds": round(seconds, 3),
         "ess": metrics["ess"], "acceptance": metrics["acceptance"], "loss": metrics["loss"],
         # KL(q || p) = E_q[log q + S] + log Z + 2V log 2pi (densities on the angles)
