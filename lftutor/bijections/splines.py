@@ -144,7 +144,7 @@ def _softmax(x: torch.Tensor, *, fused: bool) -> torch.Tensor:
     """
     if fused:
         return torch.softmax(x, dim=-1)
-    e = torch.exp(x - x.amax(dim=-1, keepdim=True))
+    e = torch.exp(x - x.amax(dim=-1, keepdim=True).detach())  # the shift cancels: no gradient needed
     return e / e.sum(dim=-1, keepdim=True)
 
 
