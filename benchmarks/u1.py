@@ -11,6 +11,8 @@ Usage::
 
     .venv/bin/python benchmarks/u1.py physics freezing training
     .venv/bin/python benchmarks/u1.py freezing --betas 4 5 6 7 --hmc-trajectories 20000
+    .venv/bin/python benchmarks/u1.py freezing --betas 3 4 4.5 5 --hmc-trajectories 400000 --hmc-chains 4 \
+        --flow-betas 4.5 5 --weights b45.pt b5.pt --stripe-order descending
 """
 
 from __future__ import annotations
@@ -56,15 +58,21 @@ def freezing(opts) -> list[str]:
             "|---|---|---|---|---|---|---|---|"]
     for beta in opts.betas:
         r = run(["mcmc", "u1", "--L", "8", "--beta", f"{beta:g}", "--sampler", "hmc",
-                 "--samples", str(opts.hmc_trajectories), "--chains", "1"])
-        rows.append(f"| {beta:g} | hmc (traj. length 1) | {r['samples']} | {r['tau_int_q']:.1f} | "
+                 "--samples", str(opts.hmc_trajectories), "--chains", str(opts.hmc_chains)])
+        rows.append(f"| {beta:g} | hmc ({opts.hmc_chains} chains, traj. length 1) | {r['samples']} | "
+                    f"{r['tau_int_q']:.1f} +- {r.get('tau_int_q_err', float('nan')):.1f} | "
                     f"{r['tau_int_plaq']:.1f} | {r['acceptance']:.3f} | "
                     f"{r['chi_top']:.4f} ({r['chi_top_exact']:.4f}) "
                     f"| {r['seconds']:.0f} |")
-    for beta in opts.flow_betas:
-        extra = ["--weights", opts.weights] if opts.weights else []
+    weights = opts.weights or []
+    if weights and len(weights) != len(opts.flow_betas):
+        raise SystemExit(f"expected one --weights file per --flow-betas value, got {len(weights)} for "
+                         f"{len(opts.flow_betas)}")
+    for i, beta in enumerate(opts.flow_betas):
+        extra = ["--weights", weights[i]] if weights else []
         r = run(["mcmc", "u1", "--L", "8", "--beta", f"{beta:g}", "--sampler", "flow",
-                 "--samples", str(opts.flow_samples), *extra])
+                 "--samples", str(opts.flow_samples), "--stripe-order", opts.stripe_order,
+                 "--seed", str(opts.seed), *extra])
         rows.append(f"| {beta:g} | flow ({r['weights']}) | {r['samples']} | {r['tau_int_q']:.1f} | "
                     f"{r['tau_int_plaq']:.1f} | {r['acceptance']:.3f} | "
                     f"{r['chi_top']:.4f} ({r['chi_top_exact']:.4f}) "
@@ -86,8 +94,13 @@ def main() -> None:
     p.add_argument("parts", nargs="+", choices=["physics", "freezing", "training"])
     p.add_argument("--betas", type=float, nargs="*", default=[4.0, 5.0, 6.0, 7.0, 8.0])
     p.add_argument("--flow-betas", type=float, nargs="*", default=[6.0])
-    p.add_argument("--weights", help="flow weights for the freezing runs (default: shipped ones)")
-    p.add_argument("--hmc-trajectories", type=int, default=20000)
+    p.add_argument("--weights", nargs="*",
+                   help="flow weights for the freezing runs, one per --flow-betas (default: shipped ones)")
+    p.add_argument("--stripe-order", choices=["ascending", "descending"], default="ascending",
+                   help="layer order the flow weights were trained with")
+    p.add_argument("--seed", type=int, default=0, help="seed of the flow chains")
+    p.add_argument("--hmc-trajectories", type=int, default=20000, help="HMC trajectories in all chains")
+    p.add_argument("--hmc-chains", type=int, default=1, help="independent HMC chains per beta")
     p.add_argument("--flow-samples", type=int, default=65536)
     p.add_argument("--budgets", type=float, nargs="+", default=[120.0, 300.0, 600.0])
     opts = p.parse_args()

@@ -141,6 +141,10 @@ def mcmc_u1(args) -> dict:
         for k in ("plaquette_err", "chi_top_err"):
             stats[k] = float(np.sqrt(np.sum([s[k] ** 2 for s in per_chain])) / args.chains)
         stats["n"] = int(sum(s["n"] for s in per_chain))
+        if args.chains > 1:  # spread of the independent chains' estimates
+            taus = [s["tau_int_q"] for s in per_chain]
+            result.update(tau_int_q_chains=taus,
+                          tau_int_q_err=float(np.std(taus, ddof=1) / math.sqrt(args.chains)))
         result.update(step_size=args.step_size, n_leapfrog=args.n_leapfrog, chains=args.chains,
                       tau_unit="trajectories")
     else:
