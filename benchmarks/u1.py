@@ -70,9 +70,9 @@ def freezing(opts) -> list[str]:
                          f"{len(opts.flow_betas)}")
     for i, beta in enumerate(opts.flow_betas):
         extra = ["--weights", weights[i]] if weights else []
+        extra += ["--stripe-order", opts.stripe_order] if opts.stripe_order else []
         r = run(["mcmc", "u1", "--L", "8", "--beta", f"{beta:g}", "--sampler", "flow",
-                 "--samples", str(opts.flow_samples), "--stripe-order", opts.stripe_order,
-                 "--seed", str(opts.seed), *extra])
+                 "--samples", str(opts.flow_samples), "--seed", str(opts.seed), *extra])
         rows.append(f"| {beta:g} | flow ({r['weights']}) | {r['samples']} | {r['tau_int_q']:.1f} | "
                     f"{r['tau_int_plaq']:.1f} | {r['acceptance']:.3f} | "
                     f"{r['chi_top']:.4f} ({r['chi_top_exact']:.4f}) "
@@ -96,8 +96,8 @@ def main() -> None:
     p.add_argument("--flow-betas", type=float, nargs="*", default=[6.0])
     p.add_argument("--weights", nargs="*",
                    help="flow weights for the freezing runs, one per --flow-betas (default: shipped ones)")
-    p.add_argument("--stripe-order", choices=["ascending", "descending"], default="ascending",
-                   help="layer order the flow weights were trained with")
+    p.add_argument("--stripe-order", choices=["ascending", "descending"],
+                   help="layer order the --weights were trained with (default: ascending or the shipped one)")
     p.add_argument("--seed", type=int, default=0, help="seed of the flow chains")
     p.add_argument("--hmc-trajectories", type=int, default=20000, help="HMC trajectories in all chains")
     p.add_argument("--hmc-chains", type=int, default=1, help="independent HMC chains per beta")

@@ -12,6 +12,10 @@ from lftutor.commands._common import add_training_arguments, positive_float, pos
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
+#: layer order of each shipped weights file (the state dict does not record it)
+SHIPPED_STRIPE_ORDER = {"u1_L8_beta6.pt": "ascending"}
+
+
 def shipped_weights(L: int, beta: float) -> Path | None:
     """The pre-trained weights shipped for ``(L, beta)`` (``lftutor/weights/u1_L{L}_beta{beta:g}.pt``)."""
     path = WEIGHTS_DIR / f"u1_L{L}_beta{beta:g}.pt"
@@ -25,9 +29,10 @@ def _model_arguments(p) -> None:
     p.add_argument("--hidden", type=positive_int, nargs="+", default=[8, 8],
                    help="conditioner hidden channels (default 8 8)")
     p.add_argument("--n-bins", type=positive_int, default=8, help="circular spline bins (default 8)")
-    p.add_argument("--stripe-order", choices=["ascending", "descending"], default="ascending",
-                   help="order of the layers' stripes (default ascending; descending trains better at "
-                        "large beta; weights only load into a flow with the order they were trained with)")
+    p.add_argument("--stripe-order", choices=["ascending", "descending"], default=None,
+                   help="order of the layers' stripes (default: ascending, or the shipped weights' order; "
+                        "descending trains better at large beta; weights only work in a flow with the "
+                        "order they were trained with)")
 
 
 def register(train, mcmc) -> None:
@@ -73,7 +78,8 @@ def build_flow(args, dtype=None):
     from lftutor.bijections.gauge import make_u1_flow
 
     return make_u1_flow(args.L, n_layers=args.n_layers, hidden_channels=tuple(args.hidden),
-                        n_bins=args.n_bins, stripe_order=args.stripe_order, dtype=dtype or torch.float32)
+                        n_bins=args.n_bins, stripe_order=args.stripe_order or "ascending",
+                        dtype=dtype or torch.float32)
 
 
 def train_u1(args) -> dict:
@@ -96,7 +102,7 @@ def train_u1(args) -> dict:
     n_links = 2 * args.L**2
     return {
         "model": "u1-gauge-equivariant", "L": args.L, "beta": args.beta, "n_layers": args.n_layers,
-        "hidden": list(args.hidden), "n_bins": args.n_bins, "stripe_order": args.stripe_order,
+        "hidden": list(args.hidden), "n_bins": args.n_bins, "stripe_order": args.stripe_order or "ascending",
         "seed": args.seed, "dtype": args.dtype,
         "device": str(device), "steps": steps, "train_seconds": round(seconds, 3),
         "ess": metrics["ess"], "acceptance": metrics["acceptance"], "loss": metrics["loss"],
@@ -148,8 +154,10 @@ def mcmc_u1(args) -> dict:
         result.update(step_size=args.step_size, n_leapfrog=args.n_leapfrog, chains=args.chains,
                       tau_unit="trajectories")
     else:
-        flow = build_flow(args)
         weights = args.weights or (None if args.train_budget else shipped_weights(args.L, args.beta))
+        if weights and not args.weights and args.stripe_order is None:
+            args.stripe_order = SHIPPED_STRIPE_ORDER.get(Path(weights).name)
+        flow = build_flow(args)
         if weights:
             try:
                 flow.load_state_dict(torch.load(weights, map_location="cpu"))
@@ -169,6 +177,7 @@ def mcmc_u1(args) -> dict:
         obs = chain.configs.double().numpy()
         stats = chain_summary(obs[:, 0], obs[:, 1], volume)
         result.update(weights=str(weights) if weights else None, train_budget=args.train_budget,
+                      stripe_order=args.stripe_order or "ascending",
                       tau_unit="Metropolis steps")
     result.update(
         plaquette=stats["plaquette"], plaquette_err=stats["plaquette_err"],
