@@ -11,10 +11,11 @@ work for every recipe, the fair comparison on a machine shared with other users 
 budgets then measure the load as much as the recipe). Runs are interleaved (seed, budget, then recipe), so a
 change of the machine's load during the benchmark hits every recipe alike. Each row: optimiser
 steps done, training seconds, and ESS and independence-Metropolis acceptance on 8192 fresh
-samples (float32 training, float64 weights for the metrics), and the fraction of fresh samples
-with positive magnetization (``M>0``: 0.5 for a flow that covers both signs of the field, near 0
-or 1 for one that lost a mode, whose ESS cannot show it). Ends with a summary: median and
-minimum ESS per recipe and budget.
+samples (float32 training, float64 weights for the metrics), the process's CPU time per step
+(``cpu ms/step``: this recipe's own cost, which other users of the machine barely change), and
+the fraction of fresh samples with positive magnetization (``M>0``: 0.5 for a flow that covers
+both signs of the field, near 0 or 1 for one that lost a mode, whose ESS cannot show it).
+Ends with a summary: median and minimum ESS per recipe and budget.
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ def run(spec: str, seed: int, budget: float, *, L: int, m2: float, lam: float,
     seed_all(seed)
     action = ScalarPhi4Action(m2, lam)
     flow = recipe.build_flow((L, L), dtype=torch.float32)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     limit = {"steps": int(budget)} if in_steps else {"time_budget": budget}
     hist = train(flow, action, **limit, **recipe.train_kwargs())
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the evaluation is not timed; keep it off the other processes' way
     try:
@@ -72,7 +74,8 @@ def run(spec: str, seed: int, budget: float, *, L: int, m2: float, lam: float,
     finally:
         torch.set_num_threads(threads)
     return {"recipe": spec, "seed": seed, "budget": budget, "steps": len(hist),
-            "seconds": round(seconds, 1), "ess": ev["ess"], "acceptance": ev["acceptance"],
+            "seconds": round(seconds, 1), "cpu_ms_per_step": round(1e3 * cpu_seconds / max(len(hist), 1), 1),
+            "ess": ev["ess"], "acceptance": ev["acceptance"],
             "loss": ev["loss"], "positive": positive, "load": round(os.getloadavg()[0], 2)}
 
 
@@ -96,7 +99,7 @@ def main(argv=None) -> None:
           f"{torch.__version__} (default {torch.get_num_threads()} threads), L={args.L}, "
           f"m2={args.m2}, lam={args.lam}, {args.eval_samples} fresh samples per row")
     print(f"{'recipe':>12} {'budget':>6} {'seed':>4} {'steps':>6} {'sec':>6} {'ESS':>7} "
-          f"{'accept':>7} {'loss':>8} {'M>0':>5} {'load':>5}", flush=True)
+          f"{'accept':>7} {'loss':>8} {'M>0':>5} {'load':>5} {'cpu ms/step':>11}", flush=True)
     rows = []
     for seed in args.seeds:
         for budget in args.budgets:
@@ -106,7 +109,8 @@ def main(argv=None) -> None:
                 rows.append(r)
                 print(f"{r['recipe']:>12} {r['budget']:>6g} {r['seed']:>4} {r['steps']:>6} "
                       f"{r['seconds']:>6.1f} {r['ess']:>7.3f} {r['acceptance']:>7.3f} "
-                      f"{r['loss']:>8.3f} {r['positive']:>5.2f} {r['load']:>5.2f}", flush=True)
+                      f"{r['loss']:>8.3f} {r['positive']:>5.2f} {r['load']:>5.2f} "
+                      f"{r['cpu_ms_per_step']:>11.1f}", flush=True)
                 if args.jsonl:
                     with open(args.jsonl, "a") as f:
                         f.write(json.dumps(r) + "\n")
