@@ -369,6 +369,19 @@ def test_conditional_planar_reverse_has_exact_gradients(odd):
     assert torch.autograd.gradcheck(fn, (x, c, *values), atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("context_dim, dim", [(1, 2), (128, 40)])
+def test_conditional_iaf_initialises_context_and_variables_as_separate_linear_maps(context_dim, dim):
+    torch.manual_seed(0)
+    first = ConditionalIAF(dim, context_dim, hidden=64).made.net[0]
+    of_context, of_variables = first.weight[:, :context_dim], first.weight[:, context_dim:]
+    # each block within PyTorch's default bound 1/sqrt(fan-in) of its own input, and filling it
+    for block, fan_in in ((of_context, context_dim), (of_variables, dim)):
+        assert block.abs().max() <= 1 / math.sqrt(fan_in)
+        assert block.abs().max() > 0.9 / math.sqrt(fan_in)
+    assert first.bias.abs().max() > 1 / math.sqrt(dim)  # the sum of both maps' biases
+    assert first.bias.abs().max() <= 1 / math.sqrt(dim) + 1 / math.sqrt(context_dim)
+
+
 def test_conditional_layers_depend_on_the_context():
     for layer in (ConditionalPlanar(2, 1, hidden=4), ConditionalIAF(2, 1, hidden=8),
                   SumOfSquaresPolynomial(2, [8], context_dim=1)):
