@@ -71,3 +71,25 @@ def test_shipped_weights_load_and_give_a_good_flow_on_fresh_samples():
     assert abs(float((phi.flatten(1).sum(1) > 0).double().mean()) - 0.5) < 0.1  # both signs
     with pytest.raises(ValueError, match="shipped weights"):
         pretrained_flow(16, -4, 8)
+
+
+def test_odd_spline_recipe_builds_an_even_flow_without_the_mixture():
+    """coupling='odd-spline': every layer odd, so log q(-phi) = log q(phi) with one pass."""
+    import dataclasses
+
+    from lftutor import Flow
+    from lftutor.bijections.odd_splines import OddSplineCoupling, OddZeroModeSpline
+
+    recipe = dataclasses.replace(FAST, name="odd", coupling="odd-spline", z2_symmetric=False)
+    torch.manual_seed(0)
+    flow = recipe.build_flow((4, 4), dtype=torch.float64)
+    assert isinstance(flow, Flow)
+    assert [type(layer) for layer in flow.layers] == [OddZeroModeSpline] + [OddSplineCoupling] * FAST.n_layers
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        phi, log_q = flow.sample(5)
+        torch.testing.assert_close(flow.log_prob(phi), log_q)
+        torch.testing.assert_close(flow.log_prob(-phi), log_q)
+    with pytest.raises(ValueError, match="n_layers >= 3"):
+        Recipe("x", coupling="odd-spline", n_layers=2)
