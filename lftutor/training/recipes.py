@@ -42,12 +42,17 @@ class Recipe:
 
     Attributes:
         name: how the CLI and the benchmarks call it.
-        coupling: ``"affine"`` (:func:`lftutor.make_phi4_affine_layers`) or ``"spline"``
-            (:func:`lftutor.bijections.splines.make_phi4_spline_layers`).
+        coupling: ``"affine"`` (:func:`lftutor.make_phi4_affine_layers`), ``"spline"``
+            (:func:`lftutor.bijections.splines.make_phi4_spline_layers`) or ``"odd-spline"``
+            (:func:`lftutor.bijections.odd_splines.make_phi4_odd_spline_layers`: the same layers
+            made odd, so the flow's density is even without the mixture of ``z2_symmetric``;
+            cheaper per step, but worse at equal time at the course's point, see
+            ``benchmarks/README.md``).
         n_layers, hidden_sizes, kernel_size: the coupling stack (for ``"spline"``,
             ``n_layers - 1`` even-sublattice couplings and one odd-given-even coupling).
         n_bins: spline bins (``"spline"`` only).
-        zero_mode: start with a :class:`lftutor.bijections.splines.ZeroModeSpline` (``"spline"`` only).
+        zero_mode: start with a :class:`lftutor.bijections.splines.ZeroModeSpline` (or its odd
+            twin for ``"odd-spline"``; not for ``"affine"``).
         z2_symmetric: wrap the flow in :class:`lftutor.bijections.symmetry.Z2Symmetric`, the mixture of
             the flow and its mirror image, so that no training can lose one sign of the field.
         gradient: the gradient estimator of :func:`lftutor.training.loop.train` (``"reparam"`` or
