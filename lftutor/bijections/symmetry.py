@@ -14,6 +14,11 @@ enough), where the distribution has one mode per sign of the magnetization, it a
 *mode collapse*: reverse-KL training is mode seeking and often finds one sign only, which the
 flow's own samples cannot reveal; the mixture covers both. (arXiv:2107.00734 discusses mode
 collapse and such mixtures for lattice theories.)
+
+The alternative without the extra reverse pass is a flow whose every layer is odd,
+:mod:`lftutor.bijections.odd_splines`; its density is even by construction. It is a smaller family
+(an odd flow is a flow whose mixture is itself) and trained worse at equal time at the course's
+phi^4 point (``benchmarks/README.md``).
 """
 
 from __future__ import annotations
