@@ -213,9 +213,9 @@ class ConditionalIAF(MaskedAffineAutoregressive):
     freshly initialised linear maps, one of :math:`c` (fan-in :math:`C`) and one of :math:`y`
     (fan-in :math:`D`), rather than one map of fan-in :math:`C + D`. A short context (a family's
     :math:`\theta`, :math:`C = 1`) then moves the hidden units as much as the variables do from the
-    start; with the joint fan-in it started :math:`\sqrt{(C+D)/C}` times weaker, and the amortized
-    ring-family flow of unit 9 ended 0.005-0.016 nats worse after 2000 steps (three seeds,
-    ``benchmarks/README.md``).
+    start (with the joint fan-in it starts :math:`\sqrt{(C+D)/C}` times weaker). This is the
+    initialisation of the first version of unit 9's layer; with the joint fan-in, unit 9's
+    amortized ring-family flow came out worse after 2000 steps (``benchmarks/README.md``).
 
     Args:
         dim: ``D``.
