@@ -127,3 +127,28 @@ def test_softmax_written_out_for_the_cpu_equals_the_fused_kernel_used_on_gpus():
     torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-10, atol=1e-12)
     assert torch.isfinite(outs[1][0]).all()
+
+
+def test_even_colours_partition_the_even_sites_and_no_colour_interacts_with_itself():
+    """After integrating out the odd sites, an even site interacts with the even sites that share
+    an odd neighbour with it (diagonals and two steps along an axis): none has its colour."""
+    from lftutor.bijections.splines import make_even_colour_masks
+
+    colours = make_even_colour_masks((8, 12))
+    masks = make_sublattice_masks((8, 12))
+    torch.testing.assert_close(sum(colours), masks["a"] + masks["b"])
+    for c in colours:
+        assert int(c.sum()) == 8 * 12 // 8
+        for shift in [(1, 1), (1, -1), (2, 0), (0, 2)]:
+            assert not (c * torch.roll(c, shift, (0, 1))).any(), shift
+    with pytest.raises(ValueError, match="divisible by 4"):
+        make_even_colour_masks((6, 8))
+
+
+def test_four_colour_layers_see_the_eight_interacting_even_sites():
+    layers = make_phi4_spline_layers(lattice_shape=(8, 8), n_even_layers=8, hidden_sizes=[4],
+                                     even_colours=4)
+    assert len(layers) == 9
+    assert [tuple(layer.neighbour_index.shape) for layer in layers] == [(8, 8)] * 8 + [(32, 4)]
+    with pytest.raises(ValueError, match="even_colours"):
+        make_phi4_spline_layers(lattice_shape=(8, 8), even_colours=3)

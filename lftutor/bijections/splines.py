@@ -299,10 +299,35 @@ def make_sublattice_masks(lattice_shape: Sequence[int]) -> dict[str, torch.Tenso
     return {"a": (even & half).to(dtype), "b": (even & ~half).to(dtype), "odd": (~even).to(dtype)}
 
 
+def make_even_colour_masks(lattice_shape: Sequence[int]) -> list[torch.Tensor]:
+    r"""Four colours of the even sites of a 2-D lattice, no two sites of one colour interacting.
+
+    Integrating out the odd sites couples each even site to its four diagonal neighbours and to
+    the four even sites two steps away along an axis (they share an odd neighbour). In the
+    coordinates :math:`u = (x_0 + x_1)/2`, :math:`v = (x_0 - x_1)/2` of the even sublattice these
+    are its eight king's-move neighbours, so the colour :math:`(u \bmod 2, v \bmod 2)` gives four
+    classes whose sites are conditionally independent given the other colours (and the odd
+    sites integrated out). A coupling of one colour given the others with a 5x5 window sees
+    exactly those eight neighbours.
+
+    Returns:
+        Four 0/1 tensors of shape ``lattice_shape`` (default dtype), partitioning the even sites.
+    """
+    shape = check_lattice_shape(lattice_shape)
+    if len(shape) != 2 or any(n % 4 for n in shape):
+        raise ValueError(f"expected a 2-D lattice with extents divisible by 4, got {shape}")
+    x0, x1 = torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij")
+    even = (x0 + x1) % 2 == 0
+    u = ((x0 + x1) // 2) % 2
+    v = (((x0 - x1) % shape[1]) // 2) % 2
+    dtype = torch.get_default_dtype()
+    return [(even & (2 * u + v == c)).to(dtype) for c in range(4)]
+
+
 def make_phi4_spline_layers(*, lattice_shape: Sequence[int], n_even_layers: int = 4,
                             n_bins: int = 8, hidden_sizes: Sequence[int] = (32, 32),
-                            kernel_size: int = 3,
-                            bound: float = 5.0) -> nn.ModuleList:
+                            kernel_size: int = 3, bound: float = 5.0,
+                            even_colours: int = 2) -> nn.ModuleList:
     r"""Spline flow for nearest-neighbour scalar theories: learn the even marginal, then odd | even.
 
     ``n_even_layers`` couplings alternate between the halves ``a`` and ``b`` of the even
@@ -310,6 +335,9 @@ def make_phi4_spline_layers(*, lattice_shape: Sequence[int], n_even_layers: int 
     conditioned on all even sites. Because the odd sites are independent given their
     neighbours (module docstring), that last layer can be exact, and the layers before it only
     have to model the distribution of the even sites; the odd sites stay prior noise until then.
+    With ``even_colours=4`` (2-D only) the even couplings cycle through the four colours of
+    :func:`make_even_colour_masks` instead, each given the three others in a window of at least
+    5x5 (the eight even sites it interacts with).
 
     Returns:
         ``nn.ModuleList`` of :class:`SplineCoupling`; wrap it with :class:`lftutor.Flow`.
@@ -323,15 +351,24 @@ def make_phi4_spline_layers(*, lattice_shape: Sequence[int], n_even_layers: int 
     shape = check_lattice_shape(lattice_shape)
     if isinstance(n_even_layers, bool) or not isinstance(n_even_layers, int) or n_even_layers < 0:
         raise ValueError(f"expected n_even_layers to be an integer >= 0, got {n_even_layers!r}")
+    if even_colours not in (2, 4):
+        raise ValueError(f"expected even_colours 2 or 4, got {even_colours!r}")
     masks = make_sublattice_masks(shape)
     even = masks["a"] + masks["b"]
-    plan = [(masks["a"], masks["b"]) if i % 2 == 0 else (masks["b"], masks["a"])
-            for i in range(n_even_layers)]
+    if even_colours == 2:
+        plan = [(masks["a"], masks["b"]) if i % 2 == 0 else (masks["b"], masks["a"])
+                for i in range(n_even_layers)]
+        even_kernel = kernel_size
+    else:
+        colours = make_even_colour_masks(shape)
+        plan = [(colours[i % 4], even - colours[i % 4]) for i in range(n_even_layers)]
+        even_kernel = max(kernel_size, 5)
+    kernels = [even_kernel] * n_even_layers + [kernel_size]
     plan.append((masks["odd"], even))
 
-    return nn.ModuleList(SplineCoupling(upd, cond, kernel_size=kernel_size,
-                                        hidden_sizes=hidden_sizes, n_bins=n_bins, bound=bound)
-                         for upd, cond in plan)
+    return nn.ModuleList(SplineCoupling(upd, cond, kernel_size=k, hidden_sizes=hidden_sizes,
+                                        n_bins=n_bins, bound=bound)
+                         for (upd, cond), k in zip(plan, kernels, strict=True))
 
 
 class ZeroModeSpline(nn.Module):

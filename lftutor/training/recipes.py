@@ -79,6 +79,7 @@ class Recipe:
     ess_every: int = 1
     num_threads: int | None = None
     gradient: str = "reparam"
+    even_colours: int = 2
 
     def __post_init__(self):
         if self.coupling not in ("affine", "spline", "odd-spline"):
@@ -106,7 +107,8 @@ class Recipe:
         else:
             layers = list(make_phi4_spline_layers(
                 lattice_shape=lattice_shape, n_even_layers=self.n_layers - 1, n_bins=self.n_bins,
-                hidden_sizes=self.hidden_sizes, kernel_size=self.kernel_size))
+                hidden_sizes=self.hidden_sizes, kernel_size=self.kernel_size,
+                even_colours=self.even_colours))
             if self.zero_mode:
                 layers.insert(0, ZeroModeSpline(lattice_shape, n_bins=self.n_bins))
         flow = Flow(prior, layers).to(dtype=dtype, device=device)
