@@ -16,6 +16,19 @@ def test_fast_recipe_is_a_mirror_symmetric_zero_mode_spline_then_spline_coupling
     kinds = [type(layer) for layer in model.flow.layers]
     assert kinds == [ZeroModeSpline] + [SplineCoupling] * FAST.n_layers
     assert FAST.train_kwargs()["num_threads"] == 1
+    # the even couplings cycle through the four colours (8 of the 64 sites each, 8 neighbours
+    # in a 5x5 window); the last one samples the 32 odd sites from their 4 neighbours
+    shapes = [tuple(layer.neighbour_index.shape) for layer in model.flow.layers[1:]]
+    assert shapes == [(8, 8)] * (FAST.n_layers - 1) + [(32, 4)]
+
+
+def test_fast_ab_is_the_previous_fast_recipe_and_the_architecture_of_the_shipped_weights():
+    from lftutor.training.recipes import FAST_AB, PRETRAINED, get_recipe
+
+    assert get_recipe("fast-ab") is FAST_AB and FAST_AB.even_colours == 2
+    shapes = [tuple(layer.neighbour_index.shape) for layer in FAST_AB.build_flow((8, 8)).flow.layers[1:]]
+    assert shapes == [(16, 4)] * (FAST_AB.n_layers - 1) + [(32, 4)]
+    assert PRETRAINED[(8, -4.0, 8.0)].recipe == "fast-ab"
 
 
 def test_training_restores_torch_threads():
