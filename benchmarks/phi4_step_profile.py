@@ -1,10 +1,10 @@
 """Per-step cost of the fast phi^4 recipe: operations, host syncs and time, before against after.
 
-A training step of the ``FAST`` recipe (L=8, m^2=-4, lambda=8, batch 128) is bound by the number
-of operations it dispatches, not by arithmetic: on a GPU each operation is at least one kernel
-launch, and each ``.item()``/``.tolist()`` makes the host wait for the device. This script counts
-both with ``torch.profiler`` on the CPU and times the steps, for two versions of the package side
-by side in one run:
+A training step of the fast recipe (``--recipe``, default ``fast-ab``; L=8, m^2=-4, lambda=8,
+batch 128) is bound by the number of operations it dispatches, not by arithmetic: on a GPU each
+operation is at least one kernel launch, and each ``.item()``/``.tolist()`` makes the host wait
+for the device. This script counts both with ``torch.profiler`` on the CPU and times the steps,
+for two versions of the package side by side in one run:
 
 * ``before``: the package as of a git revision (``--baseline``, extracted with ``git archive``);
 * ``after``: the working tree.
@@ -66,7 +66,10 @@ def _worker(args) -> None:
 
     from lftutor.lattice.actions import ScalarPhi4Action
     from lftutor.training.loop import train
-    from lftutor.training.recipes import FAST
+    from lftutor.training.recipes import RECIPES
+
+    # the named recipe; a baseline package that predates it falls back to its own "fast"
+    FAST = RECIPES.get(args.recipe, RECIPES["fast"])
 
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
@@ -150,6 +153,9 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--profile-steps", type=int, default=5, help="profiled steps (first round only)")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--recipe", default="fast-ab",
+                   help="recipe name (default fast-ab, the recipe the table in benchmarks/README.md "
+                        "measured; a baseline package without it uses its 'fast')")
     p.add_argument("--L", type=int, default=8)
     p.add_argument("--m2", type=float, default=-4.0)
     p.add_argument("--lam", type=float, default=8.0)
@@ -178,7 +184,8 @@ def main(argv=None) -> None:
                            "--gradient", gradient, "--steps", str(args.steps),
                            "--warmup", str(args.warmup),
                            "--profile-steps", str(args.profile_steps if r == 0 else 0),
-                           "--batch-size", str(args.batch_size), "--L", str(args.L),
+                           "--batch-size", str(args.batch_size), "--recipe", args.recipe,
+                           "--L", str(args.L),
                            "--m2", str(args.m2), "--lam", str(args.lam), "--device", args.device,
                            "--seed", str(args.seed), "--train-extra", extra]
                     env = {**os.environ, "PYTHONPATH": str(root)}
@@ -195,7 +202,7 @@ def main(argv=None) -> None:
                           f"{os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
     meta = next(iter(results.values()))["meta"]
     print(f"# {meta['device']}, torch {meta['torch']}, {meta['threads']} thread(s) while training, "
-          f"FAST recipe, L={args.L}, m2={args.m2}, lam={args.lam}, batch {args.batch_size}; "
+          f"{args.recipe} recipe, L={args.L}, m2={args.m2}, lam={args.lam}, batch {args.batch_size}; "
           f"{args.rounds} alternating rounds x {args.steps} steps per version; "
           f"load average at the end {os.getloadavg()[0]:.2f}")
     header = (f"{'gradient':>8} {'version':>7} {'ops':>7} {'kernels':>7} {'scalar':>6} {'syncs':>5} "
