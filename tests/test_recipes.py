@@ -106,3 +106,12 @@ def test_odd_spline_recipe_builds_an_even_flow_without_the_mixture():
         torch.testing.assert_close(flow.log_prob(-phi), log_q)
     with pytest.raises(ValueError, match="n_layers >= 3"):
         Recipe("x", coupling="odd-spline", n_layers=2)
+
+
+def test_four_colour_recipe_falls_back_to_the_halves_where_the_lattice_has_no_four_colours():
+    """L = 6 has no four-colouring of period 4: the fast recipe still builds (with the halves)."""
+    flow = FAST.build_flow((6, 6))
+    shapes = [tuple(layer.neighbour_index.shape) for layer in flow.flow.layers[1:]]
+    assert shapes == [(9, 4)] * (FAST.n_layers - 1) + [(18, 4)]
+    assert [tuple(layer.neighbour_index.shape) for layer in FAST.build_flow((4, 4)).flow.layers[1:-1]] \
+        == [(2, 8)] * (FAST.n_layers - 1)

@@ -61,6 +61,10 @@ class Recipe:
             the flow and its mirror image, so that no training can lose one sign of the field.
         gradient: the gradient estimator of :func:`lftutor.training.loop.train` (``"reparam"`` or
             ``"path"``).
+        even_colours: ``"spline"`` only: the even couplings alternate between the two halves of
+            the even sublattice (2) or cycle through its four colours (4,
+            :func:`lftutor.bijections.splines.make_even_colour_masks`; only on 2-D lattices with
+            extents divisible by 4, elsewhere the flow falls back to the two halves).
         batch_size, lr: Adam settings per step.
         lr_schedule: learning-rate factor as a function of progress in [0, 1], or ``None``.
         ess_every: how often the training loop computes the batch ESS.
@@ -112,11 +116,18 @@ class Recipe:
             layers = list(make_phi4_spline_layers(
                 lattice_shape=lattice_shape, n_even_layers=self.n_layers - 1, n_bins=self.n_bins,
                 hidden_sizes=self.hidden_sizes, kernel_size=self.kernel_size,
-                even_colours=self.even_colours))
+                even_colours=self._even_colours_for(lattice_shape)))
             if self.zero_mode:
                 layers.insert(0, ZeroModeSpline(lattice_shape, n_bins=self.n_bins))
         flow = Flow(prior, layers).to(dtype=dtype, device=device)
         return Z2Symmetric(flow) if self.z2_symmetric else flow
+
+    def _even_colours_for(self, lattice_shape) -> int:
+        """Four colours need a 2-D lattice with extents divisible by 4; elsewhere the two halves."""
+        shape = tuple(lattice_shape)
+        if self.even_colours == 4 and (len(shape) != 2 or any(n % 4 for n in shape)):
+            return 2
+        return self.even_colours
 
     def train_kwargs(self) -> dict:
         """Keyword arguments for :func:`lftutor.training.loop.train`."""
