@@ -57,6 +57,16 @@ def test_time_budget_stops_training():
     assert 0 < len(hist) and hist.seconds[-1] >= 0.5 and all(s < 0.5 for s in hist.seconds[:-1])
 
 
+def test_the_time_budget_is_measured_on_the_given_clock():
+    # A fake clock that advances 1 s per reading: the budget of 5 s ends after a few steps
+    # however fast the machine is, and history.seconds are that clock's readings.
+    ticks = iter(range(10_000))
+    hist = train(_flow(), ScalarPhi4Action(-4.0, 8.0), time_budget=5, batch_size=4,
+                 clock=lambda: float(next(ticks)))
+    # readings: start 0; step 0 checks 1, records 2; step 1 checks 3, records 4; then 5 >= 5 stops
+    assert hist.seconds == [2.0, 4.0]
+
+
 def test_nan_loss_raises_with_the_step_number():
     calls = []
 

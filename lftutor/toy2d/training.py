@@ -11,6 +11,8 @@ r"""Training 2-D flows through the package's one loop, :func:`lftutor.training.t
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from lftutor.training.loop import Callback, History, cosine_schedule, train
@@ -65,8 +67,8 @@ class AnnealSchedule(Callback):
 
 def fit_reverse_kl(flow, potential, *, steps: int | None = None, time_budget: float | None = None,
                    batch_size: int = 128, lr: float = 1e-2, anneal: float = 0.3,
-                   callbacks=(), num_threads: int | None = None, history: History | None = None
-                   ) -> History:
+                   callbacks=(), num_threads: int | None = None, history: History | None = None,
+                   clock=time.perf_counter) -> History:
     r"""Minimise :math:`E_q[\log q + U]` (annealed over the first ``anneal`` fraction; 0: off).
 
     Adam (``foreach``), the learning rate decaying along :func:`cosine_schedule`.
@@ -74,6 +76,7 @@ def fit_reverse_kl(flow, potential, *, steps: int | None = None, time_budget: fl
     Args:
         flow: a 2-D flow (``sample(n) -> (x (n, 2), log_q (n,))``).
         potential: :math:`U`, ``(batch, 2) -> (batch,)``.
+        clock: what ``time_budget`` is measured on (see :func:`lftutor.training.loop.train`).
 
     Returns:
         The :class:`~lftutor.training.loop.History` (its ``loss`` is the tempered loss while
@@ -87,7 +90,7 @@ def fit_reverse_kl(flow, potential, *, steps: int | None = None, time_budget: fl
     optimizer = torch.optim.Adam(flow.parameters(), lr=lr, foreach=True)
     return train(flow, action, steps=steps, time_budget=time_budget, batch_size=batch_size,
                  optimizer=optimizer, lr_schedule=cosine_schedule, ess_every=10,
-                 num_threads=num_threads, callbacks=callbacks, history=history)
+                 num_threads=num_threads, callbacks=callbacks, history=history, clock=clock)
 
 
 def fit_data(flow, data, *, steps: int | None = None, time_budget: float | None = None,
