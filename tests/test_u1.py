@@ -372,3 +372,10 @@ def test_cli_train_and_mcmc_u1(capsys, tmp_path):
         assert r["plaquette_exact"] == pytest.approx(u1.exact_plaquette(1.0, 4))
     with pytest.raises(SystemExit):
         main(["mcmc", "u1", "--L", "6", "--sampler", "hmc", "--samples", "20", "--json"])
+
+
+def test_every_shipped_weights_file_records_its_stripe_order():
+    from lftutor.commands.u1 import SHIPPED_STRIPE_ORDER, WEIGHTS_DIR
+
+    assert {p.name for p in WEIGHTS_DIR.glob("u1_*.pt")} == set(SHIPPED_STRIPE_ORDER)
+    assert set(SHIPPED_STRIPE_ORDER.values()) <= set(gauge.STRIPE_ORDERS)
