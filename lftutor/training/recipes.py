@@ -222,14 +222,14 @@ class Pretrained:
 #: The shipped weights, by physics point ``(L, m2, lam)``.
 PRETRAINED: dict[tuple[int, float, float], Pretrained] = {
     (8, -4.0, 8.0): Pretrained(
-        file="phi4_L8_m2-4_lam8.pt", recipe="fast-ab", L=8, m2=-4.0, lam=8.0,
-        # made with the recipe then called "fast", now FAST_AB (same architecture and settings)
-        command=".venv/bin/python -m lftutor train phi4 --recipe fast-ab --device cpu --steps 3000 "
+        file="phi4_L8_m2-4_lam8.pt", recipe="fast", L=8, m2=-4.0, lam=8.0,
+        command=".venv/bin/python -m lftutor train phi4 --recipe fast --device cpu --steps 3000 "
                 "--gradient path --seed 0 --eval-samples 16384 "
                 "--save lftutor/weights/phi4_L8_m2-4_lam8.pt --json",
-        # made 2026-12-01 on a shared 2-core CPU: acceptance 0.755 on the same 16,384 samples;
-        # 150 s of CPU time (1276 s of wall time, the machine was shared by ~7 people)
-        steps=3000, ess=0.786, train_seconds=150.0),
+        # made 2026-12-01 on a shared 2-core CPU: acceptance 0.871 on the same 16,384 samples;
+        # 311 s of wall time with three other jobs running; about 80 s of CPU time (estimated:
+        # 3000 steps at fast's ~20 ms plus the path gradient's extra reverse pass)
+        steps=3000, ess=0.943, train_seconds=80.0),
 }
 
 
