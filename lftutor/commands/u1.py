@@ -40,7 +40,9 @@ def register(train, mcmc) -> None:
     p = train.add_parser("u1", help="2-D U(1) gauge theory, gauge-equivariant flow (exact log Z)")
     _model_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate (cosine decay)")
+    p.add_argument("--lr", type=positive_float, default=3e-3,
+                   help="Adam learning rate (cosine decay; default 3e-3, good at beta = 2; use 1e-3 for "
+                        "long runs at beta >= 4.5, where 3e-3 diverged after tens of minutes)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--init", metavar="FILE", help="start from these weights (from an earlier --save)")
     add_training_arguments(p, default_budget=60)
