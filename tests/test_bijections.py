@@ -24,6 +24,11 @@ from lftutor.bijections.free_field import (
     linear_coupling_model,
     nonlinear_coupling_model,
 )
+from lftutor.bijections.odd_splines import (
+    OddSplineCoupling,
+    OddZeroModeSpline,
+    make_phi4_odd_spline_layers,
+)
 from lftutor.bijections.partitions import lexicographic_partition, random_partition
 from lftutor.bijections.preconditioners import FourierScale
 from lftutor.bijections.splines import (
@@ -54,19 +59,25 @@ def _stack(shape):
                                                kernel_size=3))
 
 
-def _spline(shape, update, condition, kernel_size=3):
+def _spline(shape, update, condition, kernel_size=3, coupling=SplineCoupling):
     masks = make_sublattice_masks(shape)
     masks["even"] = masks["a"] + masks["b"]
-    return SplineCoupling(masks[update], masks[condition], kernel_size=kernel_size,
-                          hidden_sizes=[6], n_bins=4, bound=4.0)
+    return coupling(masks[update], masks[condition], kernel_size=kernel_size,
+                    hidden_sizes=[6], n_bins=4, bound=4.0)
 
 
-def _spline_stack(shape):
+def _spline_stack(shape, n_even_layers=2, **kwargs):
     prior = SimpleNormal.standard(shape, dtype=torch.float64)
     layers = [ZeroModeSpline(shape, n_bins=4),
-              *make_phi4_spline_layers(lattice_shape=shape, n_even_layers=2, hidden_sizes=[6],
-                                       n_bins=4)]
+              *make_phi4_spline_layers(lattice_shape=shape, n_even_layers=n_even_layers,
+                                       hidden_sizes=[6], n_bins=4, **kwargs)]
     return Flow(prior, layers)
+
+
+def _odd_spline_stack(shape):
+    return Flow(SimpleNormal.standard(shape, dtype=torch.float64),
+                make_phi4_odd_spline_layers(lattice_shape=shape, n_even_layers=2, hidden_sizes=[6],
+                                            n_bins=4))
 
 
 # name -> (builder returning a module, input shape without batch)
@@ -94,6 +105,18 @@ LAYERS = {
     "spline_a_given_b_1d": (lambda: _spline((8,), "a", "b", kernel_size=5), (8,)),
     "zero_mode_spline": (lambda: ZeroModeSpline((4, 4), n_bins=4), (4, 4)),
     "phi4_spline_flow": (lambda: _spline_stack((4, 4)), (4, 4)),
+    "phi4_spline_flow_four_colours": (lambda: _spline_stack((4, 8), 4, even_colours=4), (4, 8)),
+    # odd (Z2-equivariant) splines; tests/test_odd_splines.py checks f(-z) = -f(z) on these
+    "odd_spline_odd_given_even_2d": (lambda: _spline((4, 4), "odd", "even", coupling=OddSplineCoupling),
+                                     (4, 4)),
+    "odd_spline_a_given_b_2d": (lambda: _spline((4, 6), "a", "b", coupling=OddSplineCoupling), (4, 6)),
+    "odd_spline_b_given_a_3d": (lambda: _spline((2, 2, 4), "b", "a", coupling=OddSplineCoupling),
+                                (2, 2, 4)),
+    "odd_spline_a_given_b_1d": (lambda: _spline((8,), "a", "b", kernel_size=5, coupling=OddSplineCoupling),
+                                (8,)),
+    "odd_zero_mode_spline": (lambda: OddZeroModeSpline((4, 4), n_bins=4), (4, 4)),
+    "odd_zero_mode_spline_5_bins": (lambda: OddZeroModeSpline((2, 4), n_bins=5), (2, 4)),
+    "odd_phi4_spline_flow": (lambda: _odd_spline_stack((4, 4)), (4, 4)),
     "fourier_scale_2d": (lambda: FourierScale((4, 6)), (4, 6)),
     "fourier_scale_1d": (lambda: FourierScale((5,)), (5,)),
     "fourier_scale_3d": (lambda: FourierScale((2, 4, 3)), (2, 4, 3)),
