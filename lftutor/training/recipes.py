@@ -10,10 +10,11 @@ A recipe fixes the architecture and the optimiser settings; the physics point (`
   (:mod:`lftutor.bijections.splines`), made mirror-symmetric
   (:class:`lftutor.bijections.symmetry.Z2Symmetric`, so it cannot lose one sign of the field),
   trained with a larger learning rate on a cosine schedule and one CPU thread. At
-  ``L=8, m2=-4, lam=8`` it reached ESS 0.90-0.92 (seeds 0-2) in the CPU time that 120 s on two
-  idle cores give (see ``benchmarks/README.md``).
+  ``L=8, m2=-4, lam=8`` it reaches ESS 0.92-0.94 (seeds 0-2) in 120 s on a 2-core CPU (see
+  ``benchmarks/README.md``).
 * ``fast-ab``: the fast recipe before the four colours (even couplings on two halves of the even
-  sublattice; ESS 0.70-0.76 in 120 s), the architecture of the shipped weights.
+  sublattice; ESS 0.76-0.80 in 120 s side by side with ``fast``), the architecture of phi^4
+  weights saved before the four colours.
 * ``fast-gpu``: the same flow with a batch eight times larger, for a CUDA device, where a step
   costs about the same time whatever the batch (it is bound by kernel launches, not arithmetic).
   :func:`recipe_for` picks ``fast`` or ``fast-gpu`` by device (``get_recipe("auto")`` too).
@@ -141,16 +142,17 @@ TUTORIAL = Recipe("tutorial")
 
 #: The course's default for training: tuned for a 2-core CPU (see benchmarks/README.md). Its even
 #: couplings cycle through the four colours of the even sublattice
-#: (:func:`lftutor.bijections.splines.make_even_colour_masks`, 5x5 windows): at equal CPU time
-#: ESS 0.90-0.92 for seeds 0-2 where the two halves ``a``/``b`` (:data:`FAST_AB`) gave 0.74-0.77
+#: (:func:`lftutor.bijections.splines.make_even_colour_masks`, 5x5 windows): in 120 s of wall time
+#: ESS 0.92-0.94 for seeds 0-2 where the two halves ``a``/``b`` (:data:`FAST_AB`) gave 0.76-0.80
 #: (issue 16; each step is also cheaper, 8 updated sites per even coupling instead of 16).
 FAST = Recipe("fast", coupling="spline", n_layers=5, hidden_sizes=(32, 32), kernel_size=3,
               n_bins=8, zero_mode=True, z2_symmetric=True, batch_size=128, lr=5e-3,
               lr_schedule=cosine_schedule, ess_every=10, num_threads=1, even_colours=4)
 
 #: The fast recipe before the four colours (even couplings alternate between the halves ``a`` and
-#: ``b`` of the even sublattice, 3x3 windows): the architecture of the shipped weights, and the
-#: reference of ``benchmarks/phi4_training.py --recipes fast-ab fast``.
+#: ``b`` of the even sublattice, 3x3 windows): the architecture of weights saved before the four
+#: colours (load them with ``--recipe fast-ab``), and the reference of
+#: ``benchmarks/phi4_training.py --recipes fast-ab fast``.
 FAST_AB = dataclasses.replace(FAST, name="fast-ab", even_colours=2)
 
 #: The fast recipe sized for a CUDA device: the same flow (so the same weights load into both),
