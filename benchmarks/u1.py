@@ -4,8 +4,12 @@ Parts (run one or more; each prints a JSON line per run and a Markdown table at 
 
 * ``physics``: at beta = 2, flow Metropolis and HMC, average plaquette and chi_top vs exact;
 * ``freezing``: HMC's tau_int of Q for a ladder of beta (single long chains), and the flow
-  chain's tau_int of Q at the same beta with the shipped (or given) weights;
+  chain's tau_int of Q at the same beta with the shipped (or given, or freshly trained) weights,
+  with the ratio of the two where both ran;
 * ``training``: ESS and acceptance after training budgets of 120, 300 and 600 s at beta = 2.
+
+``--model chain`` selects the 2-D autoregressive flow (``lftutor.bijections.plaquette_chain``)
+for the flow runs; ``--flow-train-budget S`` trains a fresh flow per beta for S seconds first.
 
 Usage::
 
@@ -13,6 +17,9 @@ Usage::
     .venv/bin/python benchmarks/u1.py freezing --betas 4 5 6 7 --hmc-trajectories 20000
     .venv/bin/python benchmarks/u1.py freezing --betas 3 4 4.5 5 --hmc-trajectories 400000 --hmc-chains 4 \
         --flow-betas 4.5 5 --weights b45.pt b5.pt --stripe-order descending
+    .venv/bin/python benchmarks/u1.py freezing --betas 4.5 5 6 --hmc-trajectories 400000 --hmc-chains 4 \
+        --model chain --flow-betas 4.5 5 6 --flow-train-budget 600 --flow-samples 262144
+    .venv/bin/python benchmarks/u1.py training --model chain
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 PY = sys.executable
 
@@ -62,28 +71,48 @@ def freezing(opts) -> list[str]:
         rows.append(f"| {beta:g} | hmc ({opts.hmc_chains} chains, traj. length 1) | {r['samples']} | "
                     f"{r['tau_int_q']:.1f} +- {r.get('tau_int_q_err', float('nan')):.1f} | "
                     f"{r['tau_int_plaq']:.1f} | {r['acceptance']:.3f} | "
-                    f"{r['chi_top']:.4f} ({r['chi_top_exact']:.4f}) "
+                    f"{r['chi_top']:.4f} +- {r['chi_top_err']:.4f} ({r['chi_top_exact']:.4f}) "
                     f"| {r['seconds']:.0f} |")
     weights = opts.weights or []
     if weights and len(weights) != len(opts.flow_betas):
         raise SystemExit(f"expected one --weights file per --flow-betas value, got {len(weights)} for "
                          f"{len(opts.flow_betas)}")
+    if weights and opts.flow_train_budget:
+        raise SystemExit("expected --weights or --flow-train-budget, not both")
+    tau_hmc = {float(r.split("|")[1]): r for r in rows[2:]}
+    rows[0] += " HMC tau / flow tau |"
+    rows[1] += "---|"
+    rows[2:] = [r + " |" for r in rows[2:]]
+    model = ["--model", opts.model]
+    tmp = Path(tempfile.mkdtemp(prefix="u1_bench_"))
     for i, beta in enumerate(opts.flow_betas):
         extra = ["--weights", weights[i]] if weights else []
         extra += ["--stripe-order", opts.stripe_order] if opts.stripe_order else []
-        r = run(["mcmc", "u1", "--L", "8", "--beta", f"{beta:g}", "--sampler", "flow",
+        label = opts.model
+        if opts.flow_train_budget:
+            saved = tmp / f"{opts.model}_b{beta:g}.pt"
+            t = run(["train", "u1", *model, "--L", "8", "--beta", f"{beta:g}", "--time-budget",
+                     f"{opts.flow_train_budget:g}", "--seed", str(opts.seed), "--eval-samples", "4096",
+                     "--save", str(saved), *extra])
+            extra = ["--weights", str(saved)] + extra
+            label += f", trained {t['train_seconds']:.0f} s / {t['steps']} steps"
+        r = run(["mcmc", "u1", *model, "--L", "8", "--beta", f"{beta:g}", "--sampler", "flow",
                  "--samples", str(opts.flow_samples), "--seed", str(opts.seed), *extra])
-        rows.append(f"| {beta:g} | flow ({r['weights']}) | {r['samples']} | {r['tau_int_q']:.1f} | "
+        ratio = ""
+        if float(beta) in tau_hmc:
+            hmc_tau = float(tau_hmc[float(beta)].split("|")[4].split("+-")[0])
+            ratio = f"{hmc_tau / max(r['tau_int_q'], 0.5):.0f}"
+        rows.append(f"| {beta:g} | flow ({label}) | {r['samples']} | {r['tau_int_q']:.1f} | "
                     f"{r['tau_int_plaq']:.1f} | {r['acceptance']:.3f} | "
-                    f"{r['chi_top']:.4f} ({r['chi_top_exact']:.4f}) "
-                    f"| {r['seconds']:.0f} |")
+                    f"{r['chi_top']:.4f} +- {r['chi_top_err']:.4f} ({r['chi_top_exact']:.4f}) "
+                    f"| {r['seconds']:.0f} | {ratio} |")
     return rows
 
 
 def training(opts) -> list[str]:
     rows = ["| budget (s) | steps | ESS | acceptance | KL (exact log Z) |", "|---|---|---|---|---|"]
     for b in opts.budgets:
-        r = run(["train", "u1", "--L", "8", "--beta", "2", "--time-budget", f"{b:g}",
+        r = run(["train", "u1", "--model", opts.model, "--L", "8", "--beta", "2", "--time-budget", f"{b:g}",
                  "--eval-samples", "4096"])
         rows.append(f"| {b:g} | {r['steps']} | {r['ess']:.3f} | {r['acceptance']:.3f} | {r['kl']:.3f} |")
     return rows
@@ -98,7 +127,11 @@ def main() -> None:
                    help="flow weights for the freezing runs, one per --flow-betas (default: shipped ones)")
     p.add_argument("--stripe-order", choices=["ascending", "descending"],
                    help="layer order the --weights were trained with (default: ascending or the shipped one)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the flow chains")
+    p.add_argument("--model", choices=["stripes", "chain"], default="stripes",
+                   help="flow model (default stripes)")
+    p.add_argument("--flow-train-budget", type=float, metavar="SECONDS",
+                   help="freezing: train a fresh flow for this long at each --flow-betas value first")
+    p.add_argument("--seed", type=int, default=0, help="seed of the flow chains (and trainings)")
     p.add_argument("--hmc-trajectories", type=int, default=20000, help="HMC trajectories in all chains")
     p.add_argument("--hmc-chains", type=int, default=1, help="independent HMC chains per beta")
     p.add_argument("--flow-samples", type=int, default=65536)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lftutor.bijections import gauge
+from lftutor.bijections import gauge, plaquette_chain
 from lftutor.lattice import u1
 
 TWO_PI = 2 * math.pi
@@ -188,10 +188,21 @@ def random_flow(lattice=4, std=0.1, stripe_order="ascending"):
     return flow
 
 
+def random_chain(lattice=4, std=0.3, hidden=(6, 5)):
+    torch.manual_seed(1)
+    layer = plaquette_chain.PlaquetteChainLayer(lattice, hidden=hidden, n_bins=4).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, std)
+    return layer
+
+
 BIJECTIONS = [pytest.param(lambda mu=mu, s=s: random_layer(mu, s), id=f"layer-mu{mu}-s{s}")
               for mu in (0, 1) for s in range(4)] + [
     pytest.param(random_flow, id="flow-8-layers"),
-    pytest.param(lambda: random_flow(stripe_order="descending"), id="flow-8-layers-descending")]
+    pytest.param(lambda: random_flow(stripe_order="descending"), id="flow-8-layers-descending"),
+    pytest.param(random_chain, id="plaquette-chain"),
+    pytest.param(lambda: random_chain(hidden=(7,)), id="plaquette-chain-one-hidden-layer")]
 
 
 def test_stripe_orders():
@@ -312,6 +323,81 @@ def test_layer_refuses_wrong_dtype_and_shape():
         layer(torch.zeros(2, 2, 4, 6))
 
 
+def test_snake_path_visits_every_plaquette_once_through_shared_links():
+    for lattice in [(4, 4), (3, 5), (5, 3), (2, 6)]:
+        l0, l1 = lattice
+        path = plaquette_chain.snake_path(lattice)
+        order = path["plaquette"].tolist()
+        assert sorted(order) == list(range(l0 * l1))
+        # moving link i by sign_i changes plaquette i by +1 and i+1 by -1, no other
+        basis = torch.zeros(len(order) - 1, 2 * l0 * l1, dtype=torch.float64)
+        basis[torch.arange(len(order) - 1), path["link"]] = path["sign"]
+        change = u1.plaquettes(basis.view(-1, 2, l0, l1)).flatten(1)[:, path["plaquette"]]
+        expected = torch.diag(torch.ones(len(order), dtype=torch.float64))[:-1]
+        expected -= torch.diag(torch.ones(len(order) - 1, dtype=torch.float64), 1)[:-1]
+        torch.testing.assert_close(change, expected)
+        if min(lattice) == 2:
+            continue
+        for i, (a, b) in enumerate(zip(order[:-1], order[1:], strict=True)):
+            (a0, a1), (b0, b1) = divmod(a, l1), divmod(b, l1)
+            # written out by hand from theta_P(x) = t0(x) + t1(x+0) - t0(x+1) - t1(x):
+            if b1 == a1 and b0 == (a0 + 1) % l0:      # step +0: t1(x+0), + in P_a
+                expected = (1 * l0 * l1 + b0 * l1 + a1, 1.0)
+            elif b1 == a1 and b0 == (a0 - 1) % l0:    # step -0: t1(x), - in P_a
+                expected = (1 * l0 * l1 + a0 * l1 + a1, -1.0)
+            else:                                     # step +1: t0(x+1), - in P_a
+                assert (b0, b1) == (a0, (a1 + 1) % l1)
+                expected = (b0 * l1 + b1, -1.0)
+            assert (int(path["link"][i]), float(path["sign"][i])) == expected
+    with pytest.raises(ValueError, match=">= 2"):
+        plaquette_chain.snake_path((1, 4))
+
+
+def test_chain_layer_sets_each_plaquette_and_the_last_one_takes_the_rest():
+    """Moving link i by sign_i * delta changes plaquette i by +delta and i+1 by -delta, nothing else;
+    so the forward map's plaquettes are the circle maps of the input's, and the last one absorbs
+    the constraint (the charge stays an integer)."""
+    layer = random_chain()
+    path = plaquette_chain.snake_path(4)
+    z = u1.uniform_links(5, 4, generator=torch.Generator().manual_seed(3))
+    x, _ = layer(z)
+    moved = u1.wrap(u1.plaquettes(x) - u1.plaquettes(z)).flatten(1)[:, path["plaquette"]]
+    assert moved[:, :-1].abs().max() > 0.1
+    q = u1.topological_charge(x)
+    torch.testing.assert_close(q, torch.round(q), atol=1e-9, rtol=0)
+    fresh = plaquette_chain.PlaquetteChainLayer(4, hidden=(4,)).double()
+    x0, ld0 = fresh(z)
+    torch.testing.assert_close(u1.wrap(x0 - z), torch.zeros_like(z), atol=1e-12, rtol=0)
+    torch.testing.assert_close(ld0, torch.zeros(5, dtype=torch.float64))
+
+
+def test_chain_flow_learns_the_exact_distribution_on_2x2():
+    """One chain layer can be exact: on 2x2 (3 free plaquettes) a short training reaches KL ~ 0
+    against the exact log Z of the character expansion, and the mirror mixture is C-symmetric."""
+    from lftutor.training.loop import cosine_schedule, evaluate, train
+
+    torch.manual_seed(0)
+    beta = 2.0
+    model = plaquette_chain.make_u1_chain_flow(2, hidden=(16, 16), dtype=torch.float64)
+    action = u1.U1GaugeAction(beta)
+    train(model, action, steps=300, batch_size=256, lr=1e-2, lr_schedule=cosine_schedule)
+    metrics = evaluate(model, action, n_samples=4096, generator=torch.Generator().manual_seed(1))
+    kl = metrics["loss"] + u1.exact_log_z(beta, 2) + 8 * math.log(TWO_PI)
+    assert -0.01 < kl < 0.03, kl  # a fresh flow (Haar) has KL = log Z = 3.7 here (0.011 measured)
+    x, log_q = model.sample(64)
+    torch.testing.assert_close(model.log_prob(-x), log_q)
+
+
+def test_chain_layer_refuses_wrong_dtype_shape_and_sizes():
+    layer = plaquette_chain.PlaquetteChainLayer(4, hidden=(4,))
+    with pytest.raises(ValueError, match="dtype"):
+        layer(torch.zeros(2, 2, 4, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="expected z of shape"):
+        layer(torch.zeros(2, 2, 4, 6))
+    with pytest.raises(ValueError, match="hidden"):
+        plaquette_chain.PlaquetteChainLayer(4, hidden=())
+
+
 # ---------------------------------------------------------------------------------- HMC
 
 def test_leapfrog_is_reversible_and_conserves_energy_to_second_order():
@@ -374,8 +460,41 @@ def test_cli_train_and_mcmc_u1(capsys, tmp_path):
         main(["mcmc", "u1", "--L", "6", "--sampler", "hmc", "--samples", "20", "--json"])
 
 
-def test_every_shipped_weights_file_records_its_stripe_order():
-    from lftutor.commands.u1 import SHIPPED_STRIPE_ORDER, WEIGHTS_DIR
+def test_every_shipped_weights_file_is_listed_and_loads_into_its_model():
+    import argparse
 
-    assert {p.name for p in WEIGHTS_DIR.glob("u1_*.pt")} == set(SHIPPED_STRIPE_ORDER)
-    assert set(SHIPPED_STRIPE_ORDER.values()) <= set(gauge.STRIPE_ORDERS)
+    from lftutor.commands.u1 import MODEL_DEFAULTS, SHIPPED_WEIGHTS, WEIGHTS_DIR, build_flow, load_weights
+
+    assert {p.name for p in WEIGHTS_DIR.glob("u1*.pt")} == set(SHIPPED_WEIGHTS)
+    for name, info in SHIPPED_WEIGHTS.items():
+        assert info.get("stripe_order", "ascending") in gauge.STRIPE_ORDERS
+        beta = float(name.split("_beta")[1].removesuffix(".pt"))
+        L = int(name.split("_L")[1].split("_")[0])
+        args = argparse.Namespace(model=info["model"], L=L, beta=beta, n_layers=16, n_bins=8,
+                                  hidden=MODEL_DEFAULTS[info["model"]]["hidden"],
+                                  stripe_order=info.get("stripe_order"))
+        load_weights(build_flow(args), WEIGHTS_DIR / name, args)
+
+
+def test_cli_chain_model_and_a_clear_error_for_the_wrong_weights(capsys, tmp_path):
+    import json
+
+    from lftutor.cli import main
+
+    weights = tmp_path / "chain.pt"
+    main(["train", "u1", "--model", "chain", "--L", "6", "--beta", "1", "--steps", "3", "--hidden", "8",
+          "--eval-samples", "64", "--save", str(weights), "--json", "--quiet"])
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["model"] == "chain" and r["steps"] == 3 and r["batch_size"] == 256 and r["kl"] > -1e-3
+    main(["mcmc", "u1", "--model", "chain", "--L", "6", "--beta", "1", "--hidden", "8",
+          "--weights", str(weights), "--samples", "256", "--json", "--quiet"])
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["model"] == "chain" and 0 < r["acceptance"] <= 1
+    assert r["plaquette_exact"] == pytest.approx(u1.exact_plaquette(1.0, 6))
+    with pytest.raises(SystemExit):
+        main(["mcmc", "u1", "--model", "chain", "--L", "6", "--weights", str(weights), "--samples", "64"])
+    err = capsys.readouterr().err
+    assert "--model chain --L 6 --hidden 32 32" in err and ("size mismatch" in err or "key(s)" in err)
+    with pytest.raises(SystemExit):
+        main(["train", "u1", "--L", "6", "--steps", "1"])
+    assert "multiple of 4" in capsys.readouterr().err

@@ -1,5 +1,8 @@
 r"""Exact global symmetries for flows: the :math:`Z_2` mirror :math:`\phi \to -\phi` of phi^4.
 
+(The same mixture serves any target that is even under a sign flip of the field, e.g. charge
+conjugation :math:`\theta\to-\theta` of U(1) links: :mod:`lftutor.bijections.plaquette_chain`.)
+
 The phi^4 action is even, :math:`S(-\phi) = S(\phi)`, so the target is mirror symmetric, but a
 flow learns the symmetry only approximately. :class:`Z2Symmetric` builds it in: the even mixture
 :math:`q_s = \tfrac12(q + \tilde q)` of a flow :math:`q` and its mirror image

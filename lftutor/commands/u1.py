@@ -12,37 +12,59 @@ from lftutor.commands._common import add_training_arguments, positive_float, pos
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
-#: layer order of each shipped weights file (the state dict does not record it)
-SHIPPED_STRIPE_ORDER = {"u1_L8_beta6.pt": "ascending"}
+#: the two models: ``stripes``, the stacked couplings of arXiv:2003.06413
+#: (:func:`lftutor.bijections.gauge.make_u1_flow`), and ``chain``, the 2-D autoregressive layer
+#: (:func:`lftutor.bijections.plaquette_chain.make_u1_chain_flow`)
+MODELS = ("stripes", "chain")
+
+#: per model: default conditioner widths, batch size and learning rate
+MODEL_DEFAULTS = {"stripes": {"hidden": [8, 8], "batch_size": 64, "lr": 3e-3},
+                  "chain": {"hidden": [32, 32], "batch_size": 256, "lr": 1e-3}}
+
+#: model (and the stripes' layer order) of each shipped weights file: the state dict records neither
+SHIPPED_WEIGHTS = {"u1_L8_beta6.pt": {"model": "stripes", "stripe_order": "ascending"}}
 
 
-def shipped_weights(L: int, beta: float) -> Path | None:
-    """The pre-trained weights shipped for ``(L, beta)`` (``lftutor/weights/u1_L{L}_beta{beta:g}.pt``)."""
-    path = WEIGHTS_DIR / f"u1_L{L}_beta{beta:g}.pt"
+def weights_name(model: str, L: int, beta: float) -> str:
+    """File name of shipped weights: ``u1_L8_beta6.pt`` (stripes), ``u1chain_L8_beta6.pt`` (chain)."""
+    return f"u1{'' if model == 'stripes' else model}_L{L}_beta{beta:g}.pt"
+
+
+def shipped_weights(L: int, beta: float, model: str = "stripes") -> Path | None:
+    """The pre-trained weights shipped for ``(model, L, beta)`` in ``lftutor/weights/``, if any."""
+    path = WEIGHTS_DIR / weights_name(model, L, beta)
     return path if path.exists() else None
 
 
 def _model_arguments(p) -> None:
-    p.add_argument("--L", type=positive_int, default=8, help="lattice extent (a multiple of 4)")
+    p.add_argument("--L", type=positive_int, default=8,
+                   help="lattice extent (a multiple of 4 for --model stripes; default 8)")
     p.add_argument("--beta", type=float, default=2.0, help="inverse coupling (default 2)")
-    p.add_argument("--n-layers", type=positive_int, default=16, help="coupling layers (default 16)")
-    p.add_argument("--hidden", type=positive_int, nargs="+", default=[8, 8],
-                   help="conditioner hidden channels (default 8 8)")
+    p.add_argument("--model", choices=MODELS, default="stripes",
+                   help="stripes: 16 stacked gauge-equivariant couplings (arXiv:2003.06413, the tutorial's; "
+                        "default); chain: one autoregressive layer that sets the plaquettes one after "
+                        "another, with the charge-conjugation mirror built in (2-D only; far better at large "
+                        "beta, see benchmarks/README.md)")
+    p.add_argument("--n-layers", type=positive_int, default=16, help="stripes: coupling layers (default 16)")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=None,
+                   help="conditioner hidden widths (default 8 8 for stripes, 32 32 for chain)")
     p.add_argument("--n-bins", type=positive_int, default=8, help="circular spline bins (default 8)")
     p.add_argument("--stripe-order", choices=["ascending", "descending"], default=None,
-                   help="order of the layers' stripes (default: ascending, or the shipped weights' order; "
-                        "descending trains better at large beta; weights only work in a flow with the "
-                        "order they were trained with)")
+                   help="stripes: order of the layers' stripes (default: ascending, or the shipped weights' "
+                        "order; descending trains better at large beta; weights only work in a flow with "
+                        "the order they were trained with)")
 
 
 def register(train, mcmc) -> None:
     """Add ``u1`` to the ``train`` and ``mcmc`` sub-command groups."""
     p = train.add_parser("u1", help="2-D U(1) gauge theory, gauge-equivariant flow (exact log Z)")
     _model_arguments(p)
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--lr", type=positive_float, default=3e-3,
-                   help="Adam learning rate (cosine decay; default 3e-3, good at beta = 2; use 1e-3 for "
-                        "long runs at beta >= 4.5, where 3e-3 diverged after tens of minutes)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="samples per step (default 64 for stripes, 256 for chain)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="Adam learning rate (cosine decay; default 3e-3 for stripes, good at beta = 2: use "
+                        "1e-3 for long runs at beta >= 4.5, where 3e-3 diverged after tens of minutes; "
+                        "default 1e-3 for chain)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--init", metavar="FILE", help="start from these weights (from an earlier --save)")
     add_training_arguments(p, default_budget=60)
@@ -69,19 +91,51 @@ def register(train, mcmc) -> None:
     m.set_defaults(run=mcmc_u1)
 
 
-def _check_L(L: int) -> None:
-    if L % 4:
-        raise ValueError(f"expected --L a multiple of 4 (the layers' stripes repeat every 4 sites), got {L}")
+def _resolve(args) -> None:
+    """Check --L for the model and fill in the model's defaults."""
+    if args.model == "stripes" and args.L % 4:
+        raise ValueError(f"expected --L a multiple of 4 (the layers' stripes repeat every 4 sites), got "
+                         f"{args.L}; --model chain takes any --L >= 2")
+    if args.model == "chain" and args.L < 2:
+        raise ValueError(f"expected --L >= 2, got {args.L}")
+    for key, value in MODEL_DEFAULTS[args.model].items():
+        if getattr(args, key, "absent") is None:
+            setattr(args, key, value)
 
 
 def build_flow(args, dtype=None):
     import torch
 
+    dtype = dtype or torch.float32
+    if args.model == "chain":
+        from lftutor.bijections.plaquette_chain import make_u1_chain_flow
+
+        return make_u1_chain_flow(args.L, hidden=tuple(args.hidden), n_bins=args.n_bins, dtype=dtype)
     from lftutor.bijections.gauge import make_u1_flow
 
     return make_u1_flow(args.L, n_layers=args.n_layers, hidden_channels=tuple(args.hidden),
-                        n_bins=args.n_bins, stripe_order=args.stripe_order or "ascending",
-                        dtype=dtype or torch.float32)
+                        n_bins=args.n_bins, stripe_order=args.stripe_order or "ascending", dtype=dtype)
+
+
+def _describe(args) -> str:
+    if args.model == "chain":
+        return f"--model chain --L {args.L} --hidden {' '.join(map(str, args.hidden))} --n-bins {args.n_bins}"
+    return (f"--model stripes --L {args.L} --n-layers {args.n_layers} --hidden "
+            f"{' '.join(map(str, args.hidden))} --n-bins {args.n_bins} --stripe-order "
+            f"{args.stripe_order or 'ascending'}")
+
+
+def load_weights(flow, path, args, map_location="cpu") -> None:
+    """Load a state dict from ``path``; a mismatch is a ValueError naming the model options."""
+    import torch
+
+    try:
+        flow.load_state_dict(torch.load(path, map_location=map_location))
+    except (RuntimeError, OSError) as err:
+        raise ValueError(f"could not load weights {path} into a U(1) flow with {_describe(args)}: "
+                         f"{' '.join(line.strip() for line in str(err).splitlines()[:2])} (weights only load "
+                         f"into the model, sizes and layer "
+                         f"order they were trained with)") from None
 
 
 def train_u1(args) -> dict:
@@ -89,22 +143,23 @@ def train_u1(args) -> dict:
     from lftutor.lattice.u1 import U1GaugeAction, exact_log_z
     from lftutor.training.loop import cosine_schedule
 
-    _check_L(args.L)
+    _resolve(args)
     device, dtype = setup(args)
     action = U1GaugeAction(args.beta)
     flow = build_flow(args, dtype).to(device)
     if args.init:
-        import torch
-
-        flow.load_state_dict(torch.load(args.init, map_location=device))
+        load_weights(flow, args.init, args, map_location=device)
     metrics, steps, seconds = run_training(args, flow, action, batch_size=args.batch_size, lr=args.lr,
                                            lr_schedule=cosine_schedule, ess_every=10,
                                            num_threads=args.threads)
     log_z = exact_log_z(args.beta, args.L)
     n_links = 2 * args.L**2
     return {
-        "model": "u1-gauge-equivariant", "L": args.L, "beta": args.beta, "n_layers": args.n_layers,
-        "hidden": list(args.hidden), "n_bins": args.n_bins, "stripe_order": args.stripe_order or "ascending",
+        "model": args.model, "L": args.L, "beta": args.beta,
+        "n_layers": args.n_layers if args.model == "stripes" else 1, "hidden": list(args.hidden),
+        "n_bins": args.n_bins,
+        "stripe_order": (args.stripe_order or "ascending") if args.model == "stripes" else None,
+        "batch_size": args.batch_size, "lr": args.lr,
         "seed": args.seed, "dtype": args.dtype,
         "device": str(device), "steps": steps, "train_seconds": round(seconds, 3),
         "ess": metrics["ess"], "acceptance": metrics["acceptance"], "loss": metrics["loss"],
@@ -130,7 +185,7 @@ def mcmc_u1(args) -> dict:
         u1_observables,
     )
 
-    _check_L(args.L)
+    _resolve(args)
     seed_all(args.seed)
     torch.set_num_threads(args.threads)
     volume = args.L**2
@@ -156,30 +211,28 @@ def mcmc_u1(args) -> dict:
         result.update(step_size=args.step_size, n_leapfrog=args.n_leapfrog, chains=args.chains,
                       tau_unit="trajectories")
     else:
-        weights = args.weights or (None if args.train_budget else shipped_weights(args.L, args.beta))
+        weights = args.weights or (None if args.train_budget else
+                                   shipped_weights(args.L, args.beta, args.model))
         if weights and not args.weights and args.stripe_order is None:
-            args.stripe_order = SHIPPED_STRIPE_ORDER.get(Path(weights).name)
+            args.stripe_order = SHIPPED_WEIGHTS.get(Path(weights).name, {}).get("stripe_order")
         flow = build_flow(args)
         if weights:
-            try:
-                flow.load_state_dict(torch.load(weights, map_location="cpu"))
-            except (RuntimeError, OSError) as err:
-                raise ValueError(f"could not load --weights {weights} into a U(1) flow with L={args.L}, "
-                                 f"--n-layers {args.n_layers}, --hidden {args.hidden}: "
-                                 f"{str(err).splitlines()[0]}") from None
+            load_weights(flow, weights, args)
         else:
             from lftutor.training.live import ProgressBar
             from lftutor.training.loop import cosine_schedule, train
 
+            defaults = MODEL_DEFAULTS[args.model]
             bar = ProgressBar(file=sys.stderr, disable=args.quiet, mininterval=1.0)
-            train(flow, action, time_budget=args.train_budget or 120.0, batch_size=64, lr=3e-3,
-                  lr_schedule=cosine_schedule, num_threads=args.threads, callbacks=[bar])
+            train(flow, action, time_budget=args.train_budget or 120.0, batch_size=defaults["batch_size"],
+                  lr=defaults["lr"], lr_schedule=cosine_schedule, num_threads=args.threads, callbacks=[bar])
         flow.eval()
         chain = flow_metropolis(flow, action, args.samples, batch_size=1024, observable=u1_observables)
         obs = chain.configs.double().numpy()
         stats = chain_summary(obs[:, 0], obs[:, 1], volume)
         result.update(weights=str(weights) if weights else None, train_budget=args.train_budget,
-                      stripe_order=args.stripe_order or "ascending",
+                      model=args.model,
+                      stripe_order=(args.stripe_order or "ascending") if args.model == "stripes" else None,
                       tau_unit="Metropolis steps")
     result.update(
         plaquette=stats["plaquette"], plaquette_err=stats["plaquette_err"],
