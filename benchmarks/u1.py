@@ -51,7 +51,8 @@ def physics(opts) -> list[str]:
             "| acceptance | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for sampler, extra in (("flow", ["--samples", str(opts.flow_samples)]),
                            ("hmc", ["--samples", str(opts.hmc_trajectories), "--chains", "4"])):
-        r = run(["mcmc", "u1", "--L", "8", "--beta", "2", "--sampler", sampler, *extra])
+        model = ["--model", opts.model] if sampler == "flow" else []
+        r = run(["mcmc", "u1", *model, "--L", "8", "--beta", "2", "--sampler", sampler, *extra])
         dp = (r["plaquette"] - r["plaquette_exact"]) / r["plaquette_err"]
         dc = (r["chi_top"] - r["chi_top_exact"]) / r["chi_top_err"]
         rows.append(f"| {sampler} | {r['samples']} | {r['plaquette']:.5f} +- {r['plaquette_err']:.5f} | "
@@ -63,28 +64,17 @@ def physics(opts) -> list[str]:
 
 
 def freezing(opts) -> list[str]:
-    rows = ["| beta | sampler | steps | tau_int Q | tau_int plaq | acceptance | chi_top (exact) | seconds |",
-            "|---|---|---|---|---|---|---|---|"]
-    for beta in opts.betas:
-        r = run(["mcmc", "u1", "--L", "8", "--beta", f"{beta:g}", "--sampler", "hmc",
-                 "--samples", str(opts.hmc_trajectories), "--chains", str(opts.hmc_chains)])
-        rows.append(f"| {beta:g} | hmc ({opts.hmc_chains} chains, traj. length 1) | {r['samples']} | "
-                    f"{r['tau_int_q']:.1f} +- {r.get('tau_int_q_err', float('nan')):.1f} | "
-                    f"{r['tau_int_plaq']:.1f} | {r['acceptance']:.3f} | "
-                    f"{r['chi_top']:.4f} +- {r['chi_top_err']:.4f} ({r['chi_top_exact']:.4f}) "
-                    f"| {r['seconds']:.0f} |")
     weights = opts.weights or []
     if weights and len(weights) != len(opts.flow_betas):
         raise SystemExit(f"expected one --weights file per --flow-betas value, got {len(weights)} for "
                          f"{len(opts.flow_betas)}")
     if weights and opts.flow_train_budget:
         raise SystemExit("expected --weights or --flow-train-budget, not both")
-    tau_hmc = {float(r.split("|")[1]): r for r in rows[2:]}
-    rows[0] += " HMC tau / flow tau |"
-    rows[1] += "---|"
-    rows[2:] = [r + " |" for r in rows[2:]]
+    # the flows first (their trained weights are kept in --save-dir as soon as each is done), then HMC
     model = ["--model", opts.model]
-    tmp = Path(tempfile.mkdtemp(prefix="u1_bench_"))
+    tmp = Path(opts.save_dir) if opts.save_dir else Path(tempfile.mkdtemp(prefix="u1_bench_"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    flows = []
     for i, beta in enumerate(opts.flow_betas):
         extra = ["--weights", weights[i]] if weights else []
         extra += ["--stripe-order", opts.stripe_order] if opts.stripe_order else []
@@ -98,10 +88,21 @@ def freezing(opts) -> list[str]:
             label += f", trained {t['train_seconds']:.0f} s / {t['steps']} steps"
         r = run(["mcmc", "u1", *model, "--L", "8", "--beta", f"{beta:g}", "--sampler", "flow",
                  "--samples", str(opts.flow_samples), "--seed", str(opts.seed), *extra])
-        ratio = ""
-        if float(beta) in tau_hmc:
-            hmc_tau = float(tau_hmc[float(beta)].split("|")[4].split("+-")[0])
-            ratio = f"{hmc_tau / max(r['tau_int_q'], 0.5):.0f}"
+        flows.append((beta, label, r))
+    rows = ["| beta | sampler | steps | tau_int Q | tau_int plaq | acceptance | chi_top (exact) | seconds "
+            "| HMC tau / flow tau |", "|---|---|---|---|---|---|---|---|---|"]
+    tau_hmc = {}
+    for beta in opts.betas:
+        r = run(["mcmc", "u1", "--L", "8", "--beta", f"{beta:g}", "--sampler", "hmc",
+                 "--samples", str(opts.hmc_trajectories), "--chains", str(opts.hmc_chains)])
+        tau_hmc[float(beta)] = r["tau_int_q"]
+        rows.append(f"| {beta:g} | hmc ({opts.hmc_chains} chains, traj. length 1) | {r['samples']} | "
+                    f"{r['tau_int_q']:.1f} +- {r.get('tau_int_q_err', float('nan')):.1f} | "
+                    f"{r['tau_int_plaq']:.1f} | {r['acceptance']:.3f} | "
+                    f"{r['chi_top']:.4f} +- {r['chi_top_err']:.4f} ({r['chi_top_exact']:.4f}) "
+                    f"| {r['seconds']:.0f} | |")
+    for beta, label, r in flows:
+        ratio = f"{tau_hmc[float(beta)] / r['tau_int_q']:.0f}" if float(beta) in tau_hmc else ""
         rows.append(f"| {beta:g} | flow ({label}) | {r['samples']} | {r['tau_int_q']:.1f} | "
                     f"{r['tau_int_plaq']:.1f} | {r['acceptance']:.3f} | "
                     f"{r['chi_top']:.4f} +- {r['chi_top_err']:.4f} ({r['chi_top_exact']:.4f}) "
@@ -131,6 +132,8 @@ def main() -> None:
                    help="flow model (default stripes)")
     p.add_argument("--flow-train-budget", type=float, metavar="SECONDS",
                    help="freezing: train a fresh flow for this long at each --flow-betas value first")
+    p.add_argument("--save-dir", help="keep the weights trained for --flow-train-budget here "
+                                      "(default: a temporary folder)")
     p.add_argument("--seed", type=int, default=0, help="seed of the flow chains (and trainings)")
     p.add_argument("--hmc-trajectories", type=int, default=20000, help="HMC trajectories in all chains")
     p.add_argument("--hmc-chains", type=int, default=1, help="independent HMC chains per beta")

@@ -470,7 +470,8 @@ def test_every_shipped_weights_file_is_listed_and_loads_into_its_model():
         assert info.get("stripe_order", "ascending") in gauge.STRIPE_ORDERS
         beta = float(name.split("_beta")[1].removesuffix(".pt"))
         L = int(name.split("_L")[1].split("_")[0])
-        args = argparse.Namespace(model=info["model"], L=L, beta=beta, n_layers=16, n_bins=8,
+        args = argparse.Namespace(model=info["model"], L=L, beta=beta, n_layers=16,
+                                  n_bins=MODEL_DEFAULTS[info["model"]]["n_bins"],
                                   hidden=MODEL_DEFAULTS[info["model"]]["hidden"],
                                   stripe_order=info.get("stripe_order"))
         load_weights(build_flow(args), WEIGHTS_DIR / name, args)
@@ -494,7 +495,7 @@ def test_cli_chain_model_and_a_clear_error_for_the_wrong_weights(capsys, tmp_pat
     with pytest.raises(SystemExit):
         main(["mcmc", "u1", "--model", "chain", "--L", "6", "--weights", str(weights), "--samples", "64"])
     err = capsys.readouterr().err
-    assert "--model chain --L 6 --hidden 32 32" in err and ("size mismatch" in err or "key(s)" in err)
+    assert "--model chain --L 6 --hidden 64 64 --n-bins 16" in err and ("size mismatch" in err or "key(s)" in err)
     with pytest.raises(SystemExit):
         main(["train", "u1", "--L", "6", "--steps", "1"])
     assert "multiple of 4" in capsys.readouterr().err

@@ -118,7 +118,7 @@ class PlaquetteChainLayer(nn.Module):
         True
     """
 
-    def __init__(self, lattice, *, hidden: Sequence[int] = (32, 32), n_bins: int = 8):
+    def __init__(self, lattice, *, hidden: Sequence[int] = (64, 64), n_bins: int = 16):
         super().__init__()
         self.lattice_shape = lattice_shape_of(lattice)
         check_positive_int(n_bins, name="n_bins")
@@ -188,7 +188,7 @@ class PlaquetteChainLayer(nn.Module):
         return self._move_links(x, x_old - y), ld.sum(dim=1)
 
 
-def make_u1_chain_flow(lattice, *, hidden: Sequence[int] = (32, 32), n_bins: int = 8,
+def make_u1_chain_flow(lattice, *, hidden: Sequence[int] = (64, 64), n_bins: int = 16,
                        symmetric: bool = True, dtype: torch.dtype = torch.float32) -> Flow | Z2Symmetric:
     r"""Haar prior plus one :class:`PlaquetteChainLayer`: the 2-D model of unit 10, section 7.
 

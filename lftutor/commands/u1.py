@@ -18,8 +18,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MODELS = ("stripes", "chain")
 
 #: per model: default conditioner widths, batch size and learning rate
-MODEL_DEFAULTS = {"stripes": {"hidden": [8, 8], "batch_size": 64, "lr": 3e-3},
-                  "chain": {"hidden": [32, 32], "batch_size": 256, "lr": 1e-3}}
+MODEL_DEFAULTS = {"stripes": {"hidden": [8, 8], "n_bins": 8, "batch_size": 64, "lr": 3e-3},
+                  "chain": {"hidden": [64, 64], "n_bins": 16, "batch_size": 256, "lr": 1e-3}}
 
 #: model (and the stripes' layer order) of each shipped weights file: the state dict records neither
 SHIPPED_WEIGHTS = {"u1_L8_beta6.pt": {"model": "stripes", "stripe_order": "ascending"}}
@@ -47,8 +47,9 @@ def _model_arguments(p) -> None:
                         "beta, see benchmarks/README.md)")
     p.add_argument("--n-layers", type=positive_int, default=16, help="stripes: coupling layers (default 16)")
     p.add_argument("--hidden", type=positive_int, nargs="+", default=None,
-                   help="conditioner hidden widths (default 8 8 for stripes, 32 32 for chain)")
-    p.add_argument("--n-bins", type=positive_int, default=8, help="circular spline bins (default 8)")
+                   help="conditioner hidden widths (default 8 8 for stripes, 64 64 for chain)")
+    p.add_argument("--n-bins", type=positive_int, default=None,
+                   help="circular spline bins (default 8 for stripes, 16 for chain)")
     p.add_argument("--stripe-order", choices=["ascending", "descending"], default=None,
                    help="stripes: order of the layers' stripes (default: ascending, or the shipped weights' "
                         "order; descending trains better at large beta; weights only work in a flow with "
