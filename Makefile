@@ -23,8 +23,10 @@ env: $(VENV)/.installed
 # JupyterLab refuses to run as root unless told; containers (and some CI) run as root.
 ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root,)
 
+# binder/jupyter holds the Jupyter settings Binder uses too (the announcements pop-up switched off).
 lab: $(VENV)/.installed
-	$(RUN) $(VENV)/bin/jupyter lab --ServerApp.root_dir=course $(ALLOW_ROOT) $(LAB_ARGS)
+	$(RUN) JUPYTER_CONFIG_PATH="$(CURDIR)/binder/jupyter" \
+	  $(VENV)/bin/jupyter lab --ServerApp.root_dir=course $(ALLOW_ROOT) $(LAB_ARGS)
 
 test: $(VENV)/.installed
 	$(RUN) $(PY) -m pytest

@@ -1,8 +1,9 @@
 """A JupyterLab server started the way ``make lab`` starts it, for the tests that look at what a
 student gets: from the repository root (so that nbgrader's server extensions load the repository's
 ``nbgrader_config.py``), ``jupyter lab --ServerApp.root_dir=DIR`` with the venv's ``bin/`` first on
-PATH, ``--allow-root`` under root, on a free port with a token. Runtime files, the workspace and
-user settings go to a temporary folder, so the user's own ``~/.jupyter`` state plays no part.
+PATH and ``JUPYTER_CONFIG_PATH=binder/jupyter`` (the settings Binder uses too), ``--allow-root``
+under root, on a free port with a token. Runtime files, the workspace and user settings go to a
+temporary folder, so the user's own ``~/.jupyter`` state plays no part.
 """
 
 from __future__ import annotations
@@ -55,12 +56,12 @@ class LabServer:
             "JUPYTER_RUNTIME_DIR": str(self.scratch / "runtime"),
             "JUPYTERLAB_WORKSPACES_DIR": str(self.scratch / "workspaces"),
             "JUPYTERLAB_SETTINGS_DIR": str(self.scratch / "user-settings"),
+            "JUPYTER_CONFIG_PATH": str(REPO / "binder" / "jupyter"),  # as the Makefile sets it
             **self.extra_env,
         })
         cmd = [str(BIN / "jupyter"), "lab", f"--ServerApp.root_dir={self.root_dir}", "--no-browser",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-               "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-               "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+               "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}"]
         if os.geteuid() == 0:
             cmd.append("--allow-root")  # as the Makefile does
         self._log = self.log_path.open("w")

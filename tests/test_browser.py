@@ -167,6 +167,8 @@ def test_unit_4_in_jupyterlab_through_a_real_browser(tmp_path):
                 ".jp-StatusBar-TextItem, .jp-Toolbar-kernelStatus, .jp-Notebook-ExecutionIndicator"))
                 or page.css('.jp-Notebook-ExecutionIndicator[data-status="idle"]'), timeout=90)
             assert not page.dialogs(), f"a dialog is open: {page.dialogs()}"
+            toasts = " | ".join(t.text for t in page.css(".Toastify__toast"))
+            assert "news" not in toasts.lower(), f"a notification covers the notebook: {toasts}"
             page.shot("opened")
             phases["notebook open"] = time.monotonic() - start
 

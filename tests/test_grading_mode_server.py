@@ -92,6 +92,21 @@ def test_kernel_started_by_make_lab_server_is_not_in_grading_mode(tmp_path):
     assert probe == {"grading": False, "LFTUTOR_GRADING": None, "NBGRADER_EXECUTION": None}, log
 
 
+@pytest.mark.slow
+def test_make_lab_server_switches_off_the_news_pop_up(tmp_path):
+    """binder/jupyter/labconfig disables the announcements plugin ("get notified about Jupyter
+    news?"), for make lab and Binder alike: the page JupyterLab serves lists it as disabled."""
+    import re
+    import urllib.request
+
+    with LabServer(REPO / "course", tmp_path / "lab") as lab:
+        with urllib.request.urlopen(f"{lab.url}/lab?token={lab.token}", timeout=30) as resp:
+            page = resp.read().decode()
+    match = re.search(r'"disabledExtensions":\s*\[([^\]]*)\]', page)
+    assert match, "no page config with disabledExtensions in the served /lab page"
+    assert "@jupyterlab/apputils-extension:announcements" in match.group(1), match.group(0)
+
+
 def _notebook():
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
