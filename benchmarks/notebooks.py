@@ -67,7 +67,11 @@ def main() -> None:
         os.environ["LFTUTOR_GRADING"] = "1"
     else:
         os.environ.pop("LFTUTOR_GRADING", None)
-    units = args.units or sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+    known = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+    units = [next((k for k in known if k == u or k.startswith(f"{u}_")), u) for u in args.units] or known
+    unknown = [u for u in units if u not in known]
+    if unknown:
+        raise SystemExit(f"expected units from {known} (or their numbers, e.g. 09), got {unknown}")
     print(f"mode: {'grading' if args.grading else 'full'}; {os.cpu_count()} CPUs")
     print("| unit | seconds | kernel peak memory (MB) |")
     print("| --- | --- | --- |")
