@@ -500,3 +500,15 @@ def test_cli_chain_model_and_a_clear_error_for_the_wrong_weights(capsys, tmp_pat
     with pytest.raises(SystemExit):
         main(["train", "u1", "--L", "6", "--steps", "1"])
     assert "multiple of 4" in capsys.readouterr().err
+
+
+def test_shipped_chain_weights_give_a_good_sampler_at_beta_6():
+    """The notebook's flow at beta = 6 (600 s of training: ESS 0.69, acceptance 0.66 when made)."""
+    from lftutor.commands.u1 import WEIGHTS_DIR
+    from lftutor.training.loop import evaluate
+
+    model = plaquette_chain.make_u1_chain_flow(8)
+    model.load_state_dict(torch.load(WEIGHTS_DIR / "u1chain_L8_beta6.pt", map_location="cpu"))
+    metrics = evaluate(model, u1.U1GaugeAction(6.0), n_samples=4096,
+                       generator=torch.Generator().manual_seed(0))
+    assert metrics["acceptance"] > 0.5 and metrics["ess"] > 0.4, metrics

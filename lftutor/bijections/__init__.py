@@ -9,7 +9,8 @@ Lattice fields (units 1-6, 10):
   affine couplings), :mod:`~lftutor.bijections.splines` (rational-quadratic splines and spline
   couplings), :mod:`~lftutor.bijections.preconditioners`, :mod:`~lftutor.bijections.free_field`
   (the coupling models of unit 6), :mod:`~lftutor.bijections.symmetry` (the mirror-symmetric
-  mixture), :mod:`~lftutor.bijections.gauge` (gauge-equivariant couplings of U(1) links);
+  mixture), :mod:`~lftutor.bijections.gauge` (gauge-equivariant couplings of U(1) links),
+  :mod:`~lftutor.bijections.plaquette_chain` (the autoregressive U(1) flow for two dimensions);
 * :mod:`~lftutor.bijections.flow` (a prior and a stack of layers),
   :mod:`~lftutor.bijections.partitions`, :mod:`~lftutor.bijections.jacobians`.
 

@@ -22,7 +22,8 @@ MODEL_DEFAULTS = {"stripes": {"hidden": [8, 8], "n_bins": 8, "batch_size": 64, "
                   "chain": {"hidden": [64, 64], "n_bins": 16, "batch_size": 256, "lr": 1e-3}}
 
 #: model (and the stripes' layer order) of each shipped weights file: the state dict records neither
-SHIPPED_WEIGHTS = {"u1_L8_beta6.pt": {"model": "stripes", "stripe_order": "ascending"}}
+SHIPPED_WEIGHTS = {"u1_L8_beta6.pt": {"model": "stripes", "stripe_order": "ascending"},
+                   "u1chain_L8_beta6.pt": {"model": "chain"}}
 
 
 def weights_name(model: str, L: int, beta: float) -> str:
