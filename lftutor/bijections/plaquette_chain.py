@@ -6,31 +6,34 @@ the links only through them. This layer exploits that. Number the :math:`V` plaq
 path through the dual lattice, :math:`P_1,\dots,P_V`, each next to the one before (a snake: along
 direction 0, then one step in direction 1, back along direction 0, ...). Consecutive plaquettes
 share one link :math:`\ell_i`; it enters :math:`P_i` with a sign :math:`\sigma_i` and
-:math:`P_{i+1}` with :math:`-\sigma_i`. Going along the path, the layer moves :math:`\ell_i` by
-:math:`\sigma_i\delta_i`, which adds :math:`\delta_i` to :math:`P_i` and takes it from
-:math:`P_{i+1}`:
+:math:`P_{i+1}` with :math:`-\sigma_i`, so moving it by :math:`\sigma_i\delta` adds :math:`\delta`
+to :math:`P_i` and takes it from :math:`P_{i+1}`. With :math:`x_i = [\theta_{P_i}]_{(-\pi,\pi]}`
+the input's plaquettes, the layer maps
 
 .. math::
-    x_i = [\theta_{P_i} - \delta_{i-1}]_{(-\pi,\pi]},\qquad
-    y_i = h\big(x_i;\ S_{i-1}, i\big),\qquad \delta_i = y_i - x_i,\qquad
-    S_i = S_{i-1} + y_i,
+    y_i = h\big(x_i;\ S_{i-1}, i\big),\qquad S_i = S_{i-1} + y_i,\qquad
+    \ell_i \to \ell_i + \sigma_i\delta_i,\quad \delta_i = \sum_{j\le i}(y_j - x_j),
 
-for :math:`i = 1,\dots,V-1` (:math:`\delta_0 = S_0 = 0`): :math:`y_i` is the new angle of
-:math:`P_i`, and the last plaquette follows from the constraint. :math:`h` is the circular spline
-of :mod:`lftutor.bijections.gauge`, its parameters a small network of the position :math:`i` and
-of the sum :math:`S_{i-1}` of the angles already set (through :math:`\cos S`, :math:`\sin S`).
-That context suffices in principle: under the Wilson action the new plaquettes have the
-conditionals :math:`p(y_i\,|\,y_{<i}) \propto e^{\beta\cos y_i}\,g_{V-i}(S_{i-1}+y_i)`, where
-:math:`g_k` is the density of a sum of :math:`k` independent plaquettes, so one such layer can
-be exact.
+for :math:`i = 1,\dots,V-1` (:math:`S_0 = 0`): plaquette :math:`P_i` changes by
+:math:`\delta_i - \delta_{i-1} = y_i - x_i`, so :math:`y_i` is its new angle, and the last plaquette
+follows from the constraint. (The shifts add up rather than feed back: an earlier version applied
+:math:`h` to the already shifted :math:`x_i - \delta_{i-1}`, whose gradients multiply factors
+:math:`1 - h'` along the path; its training diverged at :math:`\beta = 5`.) :math:`h` is the
+circular spline of :mod:`lftutor.bijections.gauge`, its parameters a small network of the
+position :math:`i` and of the sum :math:`S_{i-1}` of the angles already set (through
+:math:`\cos S`, :math:`\sin S`). That context suffices in principle: under the Wilson action the
+new plaquettes have the conditionals
+:math:`p(y_i\,|\,y_{<i}) \propto e^{\beta\cos y_i}\,g_{V-i}(S_{i-1}+y_i)`, where :math:`g_k` is the density
+of a sum of :math:`k` independent plaquettes, so one such layer can be exact.
 
 *Gauge equivariance.* Every :math:`\delta_i` is a function of plaquettes only, so a gauge
 transformation of the input moves the output by the same transformation (the tests check it).
 
 *Jacobian.* :math:`\delta_i` depends on the plaquettes :math:`P_1..P_i` of the input; of the path
 links only :math:`\ell_1..\ell_i` enter them (each :math:`\ell_j` lies in :math:`P_j` and
-:math:`P_{j+1}` only), and :math:`\ell_i` only through :math:`x_i`. So the Jacobian is triangular
-with diagonal :math:`\partial(\ell_i + \sigma_i\delta_i)/\partial\ell_i = h'(x_i)`:
+:math:`P_{j+1}` only), and :math:`\ell_i` only through :math:`x_i` (with sign :math:`\sigma_i`). So
+the Jacobian is triangular with diagonal
+:math:`\partial(\ell_i + \sigma_i\delta_i)/\partial\ell_i = 1 + (h'(x_i) - 1) = h'(x_i)`:
 :math:`\log|\det| = \sum_{i<V}\log h'(x_i)`.
 
 *Cost.* The forward map (sampling) runs :math:`V-1` small network calls in sequence; the reverse
