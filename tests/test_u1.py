@@ -512,3 +512,108 @@ def test_shipped_chain_weights_give_a_good_sampler_at_beta_6():
     metrics = evaluate(model, u1.U1GaugeAction(6.0), n_samples=4096,
                        generator=torch.Generator().manual_seed(0))
     assert metrics["acceptance"] > 0.5 and metrics["ess"] > 0.4, metrics
+
+
+# ---------------------------------------------------------------------------------- graders
+# Students' answers written here independently of lftutor.lattice.u1 (the graders refuse answers
+# that call it): the plaquette sum wrapped by different formulas, right and wrong.
+
+def _student_plaquettes(theta):
+    t0, t1 = theta[:, 0], theta[:, 1]
+    return t0 + torch.roll(t1, -1, dims=1) - torch.roll(t0, -1, dims=2) - t1
+
+
+def _charge_with(wrap):
+    return lambda theta: wrap(_student_plaquettes(theta)).flatten(1).sum(1) / TWO_PI
+
+
+RIGHT_WRAPS = {  # each maps the float +-math.pi to +math.pi, as (-pi, pi] asks
+    "ceil": lambda p: p - TWO_PI * torch.ceil((p - math.pi) / TWO_PI),
+    "pi minus remainder": lambda p: math.pi - torch.remainder(math.pi - p, TWO_PI),
+    "remainder, then shift above pi": lambda p: torch.where(torch.remainder(p, TWO_PI) > math.pi,
+                                                            torch.remainder(p, TWO_PI) - TWO_PI,
+                                                            torch.remainder(p, TWO_PI)),
+}
+WRONG_WRAPS = {  # name: (wrap, what the message must say)
+    "[-pi, pi) by remainder": (lambda p: torch.remainder(p + math.pi, TWO_PI) - math.pi, r"\[-pi, pi\)"),
+    "[-pi, pi) by floor": (lambda p: p - TWO_PI * torch.floor((p + math.pi) / TWO_PI), r"\[-pi, pi\)"),
+    "atan2 keeps -pi": (lambda p: torch.atan2(torch.sin(p), torch.cos(p)), "left a plaquette of exactly -pi"),
+    "round half to even keeps -pi": (lambda p: p - TWO_PI * torch.round(p / TWO_PI),
+                                     "left a plaquette of exactly -pi"),
+    "[0, 2 pi)": (lambda p: torch.remainder(p, TWO_PI), r"\[0, 2 pi\)"),
+    "no wrapping": (lambda p: p, "without wrapping"),
+}
+
+
+def test_boundary_configuration_has_charge_one_in_the_convention():
+    """One link at math.pi: plaquettes +pi and -pi; (-pi, pi] sends both to +pi, so Q = 1 (by hand),
+    and the package's own wrap agrees."""
+    from lftutor.graders import u1_gauge
+
+    for dtype in (torch.float64, torch.float32):
+        theta = u1_gauge._boundary_links((4, 4), dtype)
+        p = _student_plaquettes(theta)[0]
+        assert sorted(p[p != 0].tolist()) == [-float(torch.tensor(math.pi, dtype=dtype)),
+                                              float(torch.tensor(math.pi, dtype=dtype))]
+        assert u1.topological_charge(theta).item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", RIGHT_WRAPS)
+def test_charge_grader_passes_right_wraps(name):
+    from lftutor.graders import u1_gauge
+
+    for level in ("visible", "hidden"):
+        u1_gauge.check_topological_charge(_charge_with(RIGHT_WRAPS[name]), level=level)
+
+
+@pytest.mark.parametrize("name", WRONG_WRAPS)
+def test_charge_grader_names_the_wrong_wrap(name):
+    from lftutor.graders import u1_gauge
+    from lftutor.graders.core import GradingError
+
+    wrap, says = WRONG_WRAPS[name]
+    with pytest.raises(GradingError, match=says):  # the visible level already catches each
+        u1_gauge.check_topological_charge(_charge_with(wrap), level="visible")
+
+
+def test_charge_grader_checks_the_boundary_per_sample_in_float32():
+    """Hidden: a float32 batch whose middle configuration has a link at pi; an answer right
+    everywhere except at -pi for float32 only is caught there, and only there."""
+    from lftutor.graders import u1_gauge
+    from lftutor.graders.core import GradingError
+
+    def low_in_float32(theta):
+        wrap = WRONG_WRAPS["[-pi, pi) by floor"][0] if theta.dtype == torch.float32 else RIGHT_WRAPS["ceil"]
+        return _charge_with(wrap)(theta)
+
+    u1_gauge.check_topological_charge(low_in_float32, level="visible")
+    with pytest.raises(GradingError, match=r"batch with one link at exactly pi.*\[-pi, pi\)"):
+        u1_gauge.check_topological_charge(low_in_float32, level="hidden")
+
+
+def test_u1_graders_report_a_wrong_dtype_and_wrong_values_together():
+    """plaquette_angles in float64 whatever the input, and with the wrong sign for float32 input:
+    the hidden float32 case names both problems in one message."""
+    from lftutor.graders import u1_gauge
+    from lftutor.graders.core import GradingError
+
+    def answer(theta):
+        p = _student_plaquettes(theta.double())
+        return -p if theta.dtype == torch.float32 else p
+
+    with pytest.raises(GradingError, match=r"torch\.float64 tensor for a torch\.float32 input.*"
+                                           r"values are wrong too: your plaquettes have the opposite sign"):
+        u1_gauge.check_plaquette_angles(answer, level="hidden")
+    # the dtype alone: no word about values
+    with pytest.raises(GradingError) as err:
+        u1_gauge.check_plaquette_angles(lambda theta: _student_plaquettes(theta.double()), level="hidden")
+    assert "float64 tensor for a torch.float32 input" in str(err.value)
+    assert "wrong too" not in str(err.value)
+
+
+def test_module_docstring_examples_run():
+    """The docstring examples of lftutor.lattice.u1 (exact_plaquette, exact_chi_top) are right."""
+    import doctest
+
+    result = doctest.testmod(u1, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 2 and result.failed == 0, result

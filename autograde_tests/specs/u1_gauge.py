@@ -12,7 +12,10 @@ SPEC = UnitSpec(
                 "a0 = torch.roll(alpha, -1, dims=1) - alpha",
                 "direction 0 picks up alpha(x + 0hat) - alpha(x): reversed signs"),
         Mistake("topological_charge", "p - 2 * math.pi * torch.ceil((p - math.pi) / (2 * math.pi))",
-                "torch.remainder(p, 2 * math.pi)", "wraps into [0, 2 pi) instead of (-pi, pi]"),
+                "p - 2 * math.pi * torch.floor((p + math.pi) / (2 * math.pi))",
+                "wraps into [-pi, pi) instead of (-pi, pi]: a plaquette of exactly -pi stays, +pi becomes "
+                "-pi (right on random links; the boundary case catches it). The [0, 2 pi) mistake, one "
+                "per answer here, is tested in tests/test_u1.py"),
         Mistake("metropolis_chain", "lw[i] - lw[current]", "lw[i] - lw[i - 1]",
                 "compares with the previous proposal instead of the state the chain holds"),
     ),

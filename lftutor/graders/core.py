@@ -15,7 +15,8 @@ What this module gives a grader module
   :func:`function_codes`, :func:`module_codes`, :func:`method_codes` (what an exercise may not
   call);
 * :func:`begin` (level, tamper check, kernel audit), :func:`ok` (the success line);
-* result checks: :func:`tensor_result`, :func:`number`, :func:`close`, :func:`max_abs_diff`,
+* result checks: :func:`tensor_result` (with ``expected=``, a wrong dtype and wrong values are
+  reported together), :func:`number`, :func:`returned` (the verb for a message), :func:`close`, :func:`max_abs_diff`,
   :func:`describe`, :func:`f64`; inputs: :func:`generator`, :func:`randn`;
 * :func:`make_read_only` (the last line of a grader module).
 
@@ -65,7 +66,7 @@ __all__ = [
     "GRADER_FILES", "LOG_2PI", "GradingError", "T", "all_finite", "audit_kernel_history", "begin", "caller",
     "capture_builtins", "close", "describe", "diagnose", "f64", "function_codes", "generator", "guarded_call",
     "make_read_only", "max_abs", "max_abs_diff", "method_codes", "module_codes", "number", "ok",
-    "randn", "tensor_result", "tolerances",
+    "randn", "returned", "tensor_result", "tolerances",
 ]
 
 
@@ -311,35 +312,63 @@ def describe(x) -> str:
     return f"a {type(x).__name__}"
 
 
-def tensor_result(out, what: str, *, shape, dtype, shape_hint: str = "", scalar_ok=False):
-    """Check that ``out`` is a plain tensor of the expected shape, dtype and finite values."""
+def returned(what: str) -> str:
+    """``what`` with the verb that fits it: ``"f(x) returned"`` for a call, ``"the z returned by
+    f(x) is"`` for one item of a call's result (never "returned by ... returned")."""
+    return f"{what} is" if " returned by " in what else f"{what} returned"
+
+
+def tensor_result(out, what: str, *, shape, dtype, shape_hint: str = "", scalar_ok=False,
+                  expected=None, variants=()):
+    """Check that ``out`` is a plain tensor of the expected shape, dtype and finite values.
+
+    ``expected`` (the reference values, optional) and ``variants`` (``(value, message)`` pairs of
+    typical mistakes, as for :func:`diagnose`) let a wrong dtype be reported together with wrong
+    values: a student whose answer has both problems learns of both in one run.
+    """
     if scalar_ok and isinstance(out, (float, int)) and not isinstance(out, bool):
         out = T.tensor(float(out), dtype=T.float64)
         dtype = T.float64
     if isinstance(out, _np.ndarray):
-        raise GradingError(f"{what} returned a NumPy array; return a torch.Tensor (no .numpy() or "
+        raise GradingError(f"{returned(what)} a NumPy array; return a torch.Tensor (no .numpy() or "
                            "grab() inside: the result must stay in torch, e.g. to be differentiated).")
     if isinstance(out, tuple) and len(out) and isinstance(out[0], T.Tensor):
-        raise GradingError(f"{what} returned {describe(out)}; it should return a single tensor of "
+        raise GradingError(f"{returned(what)} {describe(out)}; it should be a single tensor of "
                            f"shape {shape}.")
     if not isinstance(out, T.Tensor):
-        raise GradingError(f"{what} returned {describe(out)}; expected a torch.Tensor of shape "
+        raise GradingError(f"{returned(what)} {describe(out)}; expected a torch.Tensor of shape "
                            f"{shape}.")
     if type(out) is not T.Tensor and not isinstance(out, _nn.Parameter):
-        raise GradingError(f"{what} returned an object of type {type(out).__name__}, a subclass of "
+        raise GradingError(f"{returned(what)} an object of type {type(out).__name__}, a subclass of "
                            "torch.Tensor; return a plain torch.Tensor.")
     if tuple(out.shape) != tuple(shape):
-        raise GradingError(f"{what} returned a tensor of shape {tuple(out.shape)}, expected "
+        raise GradingError(f"{returned(what)} a tensor of shape {tuple(out.shape)}, expected "
                            f"{tuple(shape)}. {shape_hint}".rstrip())
     if not T.is_floating_point(out):
-        raise GradingError(f"{what} returned integers ({out.dtype}); expected floating values.")
+        raise GradingError(f"{returned(what)} a tensor of integers ({out.dtype}); expected floating "
+                           "values." + _values_too(out, expected, variants))
     if not scalar_ok and out.dtype != dtype:
-        raise GradingError(f"{what} returned {out.dtype} for a {dtype} input; keep the input's dtype "
-                           "(build new tensors with torch.zeros_like / x.new_... rather than a fixed "
-                           "dtype).")
+        raise GradingError(f"{returned(what)} a {out.dtype} tensor for a {dtype} input; keep the "
+                           "input's dtype (build new tensors with torch.zeros_like / x.new_... rather "
+                           "than a fixed dtype)." + _values_too(out, expected, variants))
     if not all_finite(out):
-        raise GradingError(f"{what} returned NaN or infinite values for finite inputs.")
+        raise GradingError(f"{returned(what)} a tensor with NaN or infinite values for finite inputs.")
     return out
+
+
+def _values_too(out, expected, variants) -> str:
+    """What is wrong with the values of an answer whose dtype is already wrong ("" if they are
+    right, or if no reference was given): compared at float32 precision, the coarser of the two."""
+    if expected is None or tuple(expected.shape) != tuple(out.shape):
+        return ""
+    if not all_finite(out):
+        return " Its values are wrong too: NaN or infinite for finite inputs."
+    if close(out, expected, T.float32):
+        return ""
+    lesson = diagnose(out, expected, variants)
+    return (" Its values are wrong too" + (f": {lesson.rstrip('.')}" if lesson else
+            f" (largest error {max_abs_diff(out, expected):.3g}, more than the dtype explains)")
+            + ". Fix both.")
 
 
 def diagnose(out, expected, variants) -> str:
@@ -380,7 +409,7 @@ def number(out, what: str) -> float:
     """A Python float from a number, a NumPy scalar or a one-element plain tensor, else a lesson."""
     if isinstance(out, T.Tensor) and type(out) is T.Tensor:
         if T.numel(out) != 1:
-            raise GradingError(f"{what} returned a tensor of shape {tuple(out.shape)}; expected a "
+            raise GradingError(f"{returned(what)} a tensor of shape {tuple(out.shape)}; expected a "
                                "single number (a float or a 0-dim tensor).")
         out = T.item(f64(out))
     elif isinstance(out, _np.generic) and not isinstance(out, _np.bool_):
@@ -388,10 +417,10 @@ def number(out, what: str) -> float:
     elif isinstance(out, _np.ndarray) and out.size == 1 and out.dtype.kind == "f":
         out = out.item()
     if isinstance(out, bool) or not isinstance(out, (float, int)):
-        raise GradingError(f"{what} returned {describe(out)}; expected a single number.")
+        raise GradingError(f"{returned(what)} {describe(out)}; expected a single number.")
     out = float(out)
     if not math.isfinite(out):
-        raise GradingError(f"{what} returned {out}: NaN or infinite.")
+        raise GradingError(f"{returned(what)} {out}: NaN or infinite.")
     return out
 
 

@@ -42,7 +42,7 @@ __all__ = ["GradingError", "check_gauge_transform", "check_metropolis_chain", "c
            "check_topological_charge"]
 
 _TWO_PI = 2 * math.pi
-_ceil, _remainder = _torch.ceil, _torch.remainder  # captured now, like core.T
+_ceil, _floor, _remainder = _torch.ceil, _torch.floor, _torch.remainder  # captured now, like core.T
 _FORBID = {
     "u1": (module_codes(_u1), {_u1.__file__}),
     "metropolis": (module_codes(_mcmc), {_mcmc.__file__, _u1.__file__}),
@@ -89,11 +89,7 @@ def check_plaquette_angles(fn, level: str = "visible") -> None:
         for dtype in _dtypes(hidden):
             theta = _links(3, shape, dtype, 1000 + i)
             what = f"plaquette_angles(theta) for theta of shape {tuple(theta.shape)} ({dtype})"
-            out = tensor_result(_call("u1", what, fn, T.clone(theta)), what, shape=(3, *shape), dtype=dtype,
-                                shape_hint="One angle per plaquette: (batch, L0, L1).")
             expected = _plaq(theta)
-            if close(out, expected, dtype):
-                continue
             variants = [
                 (_plaq(theta, sign=-1.0), "your plaquettes have the opposite sign: go around the square "
                  "counter-clockwise, theta_0(x) + theta_1(x + 0hat) - theta_0(x + 1hat) - theta_1(x)."),
@@ -107,6 +103,11 @@ def check_plaquette_angles(fn, level: str = "visible") -> None:
                 (_wrap(expected), "do not wrap the plaquettes here: return the plain sum of four link "
                  "angles (wrapping comes with the topological charge)."),
             ]
+            out = tensor_result(_call("u1", what, fn, T.clone(theta)), what, shape=(3, *shape), dtype=dtype,
+                                shape_hint="One angle per plaquette: (batch, L0, L1).",
+                                expected=expected, variants=variants)
+            if close(out, expected, dtype):
+                continue
             for wrong, message in variants:
                 if close(out, wrong, dtype):
                     raise GradingError(f"{what} is wrong: {message}")
@@ -132,11 +133,7 @@ def check_gauge_transform(fn, level: str = "visible") -> None:
             alpha = _links(1, shape, dtype, 1150 + i)[:, 0].expand(2, *shape).contiguous()
             alpha = alpha + T.arange(2, dtype=dtype).view(2, 1, 1)  # different per sample
             what = f"gauge_transform(theta, alpha) on a {shape[0]}x{shape[1]} lattice ({dtype})"
-            out = tensor_result(_call("u1", what, fn, T.clone(theta), T.clone(alpha)), what,
-                                shape=tuple(theta.shape), dtype=dtype)
             expected = _gauge(theta, alpha)
-            if close(out, expected, dtype):
-                continue
             variants = [
                 (_gauge(theta, alpha, sign=-1.0), "the signs are reversed: theta_mu(x) -> alpha(x) + "
                  "theta_mu(x) - alpha(x + mu-hat), the link from x to x + mu-hat picks up the angle at its "
@@ -147,6 +144,10 @@ def check_gauge_transform(fn, level: str = "visible") -> None:
                  "direction 1 along dimension 2; you swapped them."),
                 (theta, "you returned theta unchanged: the links do change, only the plaquettes do not."),
             ]
+            out = tensor_result(_call("u1", what, fn, T.clone(theta), T.clone(alpha)), what,
+                                shape=tuple(theta.shape), dtype=dtype, expected=expected, variants=variants)
+            if close(out, expected, dtype):
+                continue
             for wrong, message in variants:
                 if close(out, wrong, dtype):
                     raise GradingError(f"{what} is wrong: {message}")
@@ -156,6 +157,16 @@ def check_gauge_transform(fn, level: str = "visible") -> None:
 
 
 # --------------------------------------------------------------------------------------------
+def _boundary_links(shape, dtype):
+    r"""One link at exactly :math:`\pi`, all others 0: its two plaquettes are :math:`+\pi` and
+    :math:`-\pi` (the float ``math.pi``, the representable value the wrapping formulas treat as
+    :math:`\pi`). Wrapped into :math:`(-\pi,\pi]` both become :math:`+\pi`, so :math:`Q = 1`; into
+    :math:`[-\pi,\pi)` both become :math:`-\pi` (:math:`Q=-1`); left where they are, :math:`Q=0`."""
+    theta = T.zeros((1, 2, *shape), dtype=dtype)
+    theta[0, 0, 1, 1] = math.pi
+    return theta
+
+
 def _charge_cases(hidden):
     yield "random links", _links(4, (4, 4), T.float64, 1200)
     for k, shape in ([(1, (4, 4)), (-2, (4, 4))] + ([(3, (4, 6)), (0, (3, 3))] if hidden else [])):
@@ -165,32 +176,58 @@ def _charge_cases(hidden):
         theta[0, 1] = b * T.arange(l0, dtype=T.float64)[:, None]
         theta[0, 0, l0 - 1] = -b * l0 * T.arange(l1, dtype=T.float64)
         yield f"a configuration of charge {k} on {l0}x{l1}", theta
+    yield "one link at exactly pi (plaquettes +pi and -pi)", _boundary_links((4, 4), T.float64)
     if hidden:
         yield "random links in float32", _links(5, (6, 4), T.float32, 1201)
-        yield "links shifted by 2 pi", _links(2, (4, 4), T.float64, 1202) + _TWO_PI
+        # per sample: the boundary configuration between two random ones, on a rectangle, float32
+        mixed = T.cat([_links(1, (3, 5), T.float32, 1202), _boundary_links((3, 5), T.float32),
+                       _links(1, (3, 5), T.float32, 1203)])
+        yield "a batch with one link at exactly pi in its second configuration (float32)", mixed
+
+
+def _wrap_low(x):
+    """Into [-pi, pi): the mistake of wrapping to the wrong closed end."""
+    return x - _TWO_PI * _floor((x + math.pi) / _TWO_PI)
 
 
 def check_topological_charge(fn, level: str = "visible") -> None:
-    r"""Check ``topological_charge(theta)``: ``(batch,)``, plaquettes wrapped into :math:`(-\pi,\pi]`."""
+    r"""Check ``topological_charge(theta)``: ``(batch,)``, plaquettes wrapped into :math:`(-\pi,\pi]`.
+
+    Visible: random links, configurations of known charge, and one link at exactly :math:`\pi`
+    (plaquettes at :math:`\pm\pi`: the end of the interval matters); hidden: more lattices,
+    float32, and that boundary case inside a batch.
+    """
     hidden = begin(level)
     for label, theta in _charge_cases(hidden):
         dtype = theta.dtype
         what = f"topological_charge(theta) for {label}"
-        out = tensor_result(_call("u1", what, fn, T.clone(theta)), what, shape=(theta.shape[0],),
-                            dtype=dtype, shape_hint="One charge per configuration: (batch,).")
         p = _plaq(theta)
         expected = T.tsum(T.flatten(_wrap(p), 1), 1) / _TWO_PI
-        if close(out, expected, dtype, atol=1e-4 if dtype == T.float32 else 1e-8):
-            continue
-        variants = [
-            (T.tsum(T.flatten(p, 1), 1) / _TWO_PI, "you summed the plaquettes without wrapping them: "
-             "the raw sum is always 0 on a periodic lattice. Wrap each angle into (-pi, pi] first."),
+        if "exactly pi" in label:  # where the end of the interval matters
+            variants = [
+                (T.tsum(T.flatten(_wrap_low(p), 1), 1) / _TWO_PI, "you wrapped into [-pi, pi): an angle "
+                 "of exactly -pi must become +pi, and +pi must stay (the interval is (-pi, pi], closed "
+                 "at +pi). Check where your formula sends +-pi, e.g. x - 2 pi ceil((x - pi) / (2 pi))."),
+                (T.tsum(T.flatten(T.where(p == -math.pi, p, _wrap(p)), 1), 1) / _TWO_PI, "you left a "
+                 "plaquette of exactly -pi at -pi (atan2(sin, cos), torch.round or a clamp do that): the "
+                 "interval is (-pi, pi], so -pi must become +pi, and +pi must stay."),
+            ]
+        else:
+            variants = [(T.tsum(T.flatten(p, 1), 1) / _TWO_PI, "you summed the plaquettes without "
+                         "wrapping them: the raw sum is always 0 on a periodic lattice. Wrap each angle "
+                         "into (-pi, pi] first.")]
+        variants += [
             (T.tsum(T.flatten(_remainder(p, _TWO_PI), 1), 1) / _TWO_PI, "you wrapped into [0, 2 pi); "
              "the charge needs the angle nearest to 0, in (-pi, pi]."),
             (T.tsum(T.flatten(_wrap(p), 1), 1), "divide the sum of wrapped angles by 2 pi."),
             (T.tsum(T.flatten(T.sin(p), 1), 1) / _TWO_PI, "sin(theta_P) is a smooth stand-in that is "
              "not an integer; use the wrapped angle itself."),
         ]
+        out = tensor_result(_call("u1", what, fn, T.clone(theta)), what, shape=(theta.shape[0],),
+                            dtype=dtype, shape_hint="One charge per configuration: (batch,).",
+                            expected=expected, variants=variants)
+        if close(out, expected, dtype, atol=1e-4 if dtype == T.float32 else 1e-8):
+            continue
         for wrong, message in variants:
             if close(out, wrong, dtype, atol=1e-4):
                 raise GradingError(f"{what} is wrong: {message}")
@@ -223,10 +260,10 @@ def check_metropolis_chain(fn, level: str = "visible") -> None:
         log_w = spread * T.randn((n,), generator=gen, dtype=T.float64)
         u = T.rand((n,), generator=gen, dtype=T.float64)
         what = f"metropolis_chain(values, log_w, u) for {n} proposals"
-        out = tensor_result(_call("metropolis", what, fn, T.clone(values), T.clone(log_w), T.clone(u)),
-                            what, shape=(n,), dtype=T.float64,
-                            shape_hint="One entry per proposal: repeat the current value on a rejection.")
         expected = _chain(values, log_w, u)
+        out = tensor_result(_call("metropolis", what, fn, T.clone(values), T.clone(log_w), T.clone(u)),
+                            what, shape=(n,), dtype=T.float64, expected=expected,
+                            shape_hint="One entry per proposal: repeat the current value on a rejection.")
         if close(out, expected, T.float64):
             continue
         dropped = _chain(values, log_w, u, drop=True)

@@ -304,9 +304,16 @@ def exact_charge_distribution(beta: float, lattice, *, q_max: int | None = None,
 def exact_chi_top(beta: float, lattice) -> float:
     r""":math:`\chi_{\rm top}=\langle Q^2\rangle/V` from :func:`exact_charge_distribution`.
 
+    In infinite volume :math:`\chi_{\rm top}=\langle\theta_P^2\rangle/4\pi^2` for one plaquette
+    distributed as :math:`e^{\beta\cos\theta_P}`, which tends to :math:`1/(4\pi^2\beta)` only as
+    :math:`\beta\to\infty`; on a finite lattice, once :math:`V/\beta` is small, :math:`Q = 0`
+    dominates and the value falls below both.
+
     Example:
-        >>> round(exact_chi_top(2.0, 8), 5)
-        0.0184
+        >>> round(exact_chi_top(2.0, 8), 5)  # the tutorial's point; 1/(4 pi^2 beta) = 0.01267
+        0.01936
+        >>> round(exact_chi_top(8.0, 8), 5), round(exact_chi_top(8.0, 32), 5)  # finite volume
+        (0.00262, 0.0034)
     """
     q, p = exact_charge_distribution(beta, lattice)
     return float(np.sum(q**2 * p) / np.sum(p) / _volume(lattice))
