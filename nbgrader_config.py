@@ -49,6 +49,22 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 
+# Every submission's kernel runs in a bubblewrap sandbox (lftutor/instructor/sandbox.py): no view
+# of solutions/, the gradebook or other students' work, nothing writable that a later kernel
+# reads, no network, limits on memory, processes, CPU, files and output. This list is nbgrader's
+# default with its Execute replaced; `lftutor grade` enforces the same whatever this file says.
+# Limits: c.Sandbox.memory_mb, processes, cpu_seconds, file_mb, disk_mb, open_files, output_mb;
+# c.Sandbox.enabled = False switches the sandbox off (never for untrusted submissions).
+c.Autograde.autograde_preprocessors = [
+    "lftutor.instructor.sandbox.SandboxedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # Feedback (the formgrader's button, `nbgrader generate_feedback` and `lftutor grade` alike)
 # shows what failed but not the hidden test code (lftutor/instructor/feedback.py). nbgrader's default
 # list is [GetGrades, CSSHTMLHeaderPreprocessor]: HideHiddenTests goes between the two.

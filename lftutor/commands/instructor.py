@@ -49,6 +49,15 @@ def register_instructor(sub) -> None:
     grade.add_argument("--regexp", metavar="REGEX",
                        help="file-name pattern of LMS downloads, matched against the full path, "
                        "with groups student_id and file_id")
+    grade.add_argument("--jobs", type=positive_int, metavar="N",
+                       help="students graded side by side (default: the available cores)")
+    grade.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                       help="run submissions as yourself, without bubblewrap (only if you trust "
+                       "every submission; the report says so)")
+    grade.add_argument("--memory-mb", type=positive_int, metavar="MB",
+                       help="sandbox: memory (address space) per kernel process (default 4000)")
+    grade.add_argument("--cpu-seconds", type=positive_int, metavar="S",
+                       help="sandbox: CPU seconds per kernel process (default 3600)")
     grade.add_argument("--json", action="store_true", help="print the report as JSON")
     grade.set_defaults(run_instructor=_grade)
 
@@ -65,9 +74,12 @@ def _grade(args) -> int:
     from lftutor.instructor import grade_assignment
     from lftutor.instructor.collect import DEFAULT_REGEXP
 
+    limits = {name: value for name in ("memory_mb", "cpu_seconds")
+              if (value := getattr(args, name)) is not None}
     report = grade_assignment(args.assignment, source=args.source, course_root=args.course_root,
                               timeout=args.timeout, students=args.student,
-                              regexp=args.regexp or DEFAULT_REGEXP,
+                              regexp=args.regexp or DEFAULT_REGEXP, jobs=args.jobs,
+                              sandbox=(limits or True) if args.sandbox else False,
                               log=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps(asdict(report)) if args.json else report.format())
     return 3 if report.failed else 0
