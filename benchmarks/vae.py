@@ -5,6 +5,8 @@ Usage:
     .venv/bin/python benchmarks/vae.py vae [--steps 3000] [--seeds 0 1 2] [--iwae-samples 1000]
         [--save-weights lftutor/weights]     # seed 0's models become the shipped weights
     .venv/bin/python benchmarks/vae.py family [--steps 2000] [--amortized-steps 4000] [--seeds 0 1 2]
+    nice .venv/bin/python benchmarks/vae.py budgets [--steps 3000] [--cpu-seconds 30 180] [--seeds 0 1 2]
+        [--posteriors gaussian planar iaf]
 
 ``vae`` trains each posterior for the same number of steps (same batch size and learning rate)
 through the CLI, one process each (``python -m lftutor train vae ... --per-image --json``), and
@@ -14,6 +16,13 @@ same images, so the image-to-image spread cancels), and over seeds the mean impr
 standard error from the seed-to-seed spread. ``family`` prints, per seed, the exact KL per theta
 of the amortized flow and of flows trained for one theta each, and over the seeds the median,
 range, mean and standard error of the mean amortization gap.
+
+``budgets`` asks whether the flows' advantage holds per step or per second: each posterior is
+trained once for a fixed number of steps and once for each fixed budget of *CPU* seconds of this
+process (``time.process_time``, one thread, so that other jobs on a shared machine do not eat into
+it), in this process, with exactly the CLI's model, optimiser, schedule and evaluation; it prints
+the steps, CPU seconds, ms per step and held-out log p(x) of every run, and per budget the flows'
+paired improvement over the Gaussian.
 """
 
 from __future__ import annotations
@@ -89,6 +98,73 @@ def vae_main(args) -> None:
               f"unpaired s.e. {unpaired:.3f} -> {mean / unpaired:.1f} s.e.", flush=True)
 
 
+def run_budget(posterior: str, seed: int, *, steps: int | None = None, cpu_seconds: float | None = None,
+               iwae: int = 1000) -> dict:
+    """One run as ``train vae --latent 40`` does it, with ``steps`` or a budget of CPU seconds."""
+    import torch
+
+    from lftutor.amortized.digits import load_digits_split
+    from lftutor.amortized.vae import VAE, evaluate, negative_elbo_loss
+    from lftutor.course import seed_all
+    from lftutor.training.loop import cosine_schedule, train
+
+    torch.set_num_threads(1)
+    seed_all(seed)
+    split = load_digits_split()
+    model = VAE(40, posterior, n_layers=8, hidden=128)
+    history = train(model, loss_fn=negative_elbo_loss(split.train_intensity), steps=steps,
+                    time_budget=cpu_seconds, batch_size=100, lr=1e-3, lr_schedule=cosine_schedule,
+                    num_threads=1, clock=time.process_time)
+    result = evaluate(model, split.test, k=iwae, seed=seed)
+    result.update(steps=len(history), cpu_seconds=history.seconds[-1])
+    return result
+
+
+def budgets_main(args) -> None:
+    budgets = [("steps", args.steps)] + [("cpu", s) for s in args.cpu_seconds]
+    label = {b: (f"{b[1]} steps" if b[0] == "steps" else f"{b[1]:g} CPU s") for b in budgets}
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, 1 thread, "
+          f"iwae={args.iwae_samples}, budgets: {', '.join(label[b] for b in budgets)}", flush=True)
+    print("| budget | seed | posterior | steps | CPU s | ms/step | test ELBO | test log p(x) | vs Gaussian "
+          "(paired s.e.) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+    rows = {}
+    for b in budgets:
+        for seed in args.seeds:
+            for post in args.posteriors:
+                r = run_budget(post, seed, iwae=args.iwae_samples,
+                               **({"steps": b[1]} if b[0] == "steps" else {"cpu_seconds": b[1]}))
+                rows[b, seed, post] = r
+                diff = ""
+                if post != "gaussian" and (b, seed, "gaussian") in rows:
+                    m, se = paired(r["per_image_log_likelihood"],
+                                   rows[b, seed, "gaussian"]["per_image_log_likelihood"])
+                    diff = f"{m:+.3f} ({se:.3f})"
+                print(f"| {label[b]} | {seed} | {post} | {r['steps']} | {r['cpu_seconds']:.1f} | "
+                      f"{r['cpu_seconds'] / r['steps'] * 1e3:.2f} | {r['test_elbo']:.3f} | "
+                      f"{r['test_log_likelihood']:.3f} | {diff} |", flush=True)
+    if "gaussian" not in args.posteriors:
+        return
+    print("\nMean over seeds of each flow's paired improvement over the Gaussian (nats; s.e. combines "
+          "the paired s.e. over images and the seed spread):\n")
+    print("| budget | " + " | ".join(f"{p} - gaussian" for p in args.posteriors if p != "gaussian") + " |")
+    print("| --- |" + " --- |" * (len(args.posteriors) - 1))
+    for b in budgets:
+        cells = []
+        for post in args.posteriors:
+            if post == "gaussian":
+                continue
+            per_seed = [paired(rows[b, s, post]["per_image_log_likelihood"],
+                               rows[b, s, "gaussian"]["per_image_log_likelihood"]) for s in args.seeds]
+            n = len(per_seed)
+            mean = sum(m for m, _ in per_seed) / n
+            se2 = sum(se ** 2 for _, se in per_seed) / n ** 2
+            if n > 1:
+                se2 += sum((m - mean) ** 2 for m, _ in per_seed) / (n - 1) / n
+            cells.append(f"{mean:+.3f} ± {math.sqrt(se2):.3f} ({', '.join(f'{m:+.3f}' for m, _ in per_seed)})")
+        print(f"| {label[b]} | " + " | ".join(cells) + " |", flush=True)
+
+
 def family_main(args) -> None:
     import statistics
 
@@ -142,8 +218,16 @@ def main() -> None:
     f.add_argument("--hidden", type=int, default=64)
     f.add_argument("--samples", type=int, default=50000)
     f.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0], dest="seeds")
+    b = sub.add_parser("budgets")
+    b.add_argument("--steps", type=int, default=3000, help="the equal-steps budget (default 3000)")
+    b.add_argument("--cpu-seconds", type=float, nargs="*", default=[30.0, 180.0],
+                   help="equal budgets of CPU seconds (default 30 180)")
+    b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    b.add_argument("--posteriors", nargs="+", default=["gaussian", "planar", "iaf"],
+                   choices=["gaussian", "planar", "iaf"])
+    b.add_argument("--iwae-samples", type=int, default=1000)
     args = parser.parse_args()
-    (vae_main if args.part == "vae" else family_main)(args)
+    {"vae": vae_main, "family": family_main, "budgets": budgets_main}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,29 @@ def train_seconds(full: float, grading: float) -> float:
     return float(full) * time_scale()
 
 
+def setup_line(device=None) -> str:
+    """The line every unit's setup cell prints: torch's version, the device (when the unit uses
+    one), whether grading mode is on, and ``LFTUTOR_TIME_SCALE`` when it is not 1.
+
+    Example:
+        >>> setup_line().split(" | ")[1]  # neither grading mode nor LFTUTOR_TIME_SCALE set
+        'grading mode: False'
+    """
+    parts = [f"torch {torch.__version__}"]
+    if device is not None:
+        parts.append(f"device: {device}")
+    parts.append(f"grading mode: {grading_mode()}")
+    scale = time_scale()
+    if scale != 1.0:
+        parts.append(f"training budgets x {scale:g} (LFTUTOR_TIME_SCALE)")
+    return " | ".join(parts)
+
+
+def print_setup(device=None) -> None:
+    """Print :func:`setup_line` (the last line of a unit's setup cell)."""
+    print(setup_line(device))
+
+
 def seed_all(seed: int = 0) -> None:
     """Seed Python, NumPy and torch so that a notebook runs the same way every time."""
     random.seed(seed)
