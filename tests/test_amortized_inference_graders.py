@@ -79,6 +79,47 @@ def test_elbo_mistakes_are_named(kind, lesson):
         grading.check_reparametrized_elbo(_elbo_variant(kind), "visible")
 
 
+def _closed_form_kl_elbo(log_sigma_is_log_var=False):
+    """The common variant E_q[log p(x|z)] - KL(q || N(0, I)) with the KL from torch.distributions."""
+    def elbo(x, mu, log_sigma, eps, decoder):
+        sigma = torch.exp(log_sigma)
+        z = mu + sigma * eps
+        log_px = -F.binary_cross_entropy_with_logits(decoder(z), x, reduction="none").sum(-1)
+        scale = torch.exp(0.5 * log_sigma) if log_sigma_is_log_var else sigma
+        q = torch.distributions.Normal(mu, scale)
+        kl = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, 1.0)).sum(-1)
+        return (log_px - kl).mean()
+    return elbo
+
+
+@pytest.mark.parametrize("level", ["visible", "hidden"])
+def test_closed_form_kl_is_named(level):
+    with pytest.raises(GradingError, match="you used the closed-form KL: log p"):
+        grading.check_reparametrized_elbo(_closed_form_kl_elbo(), level)
+    with pytest.raises(GradingError, match="closed-form KL and read log_sigma as the log-variance"):
+        grading.check_reparametrized_elbo(_closed_form_kl_elbo(log_sigma_is_log_var=True), level)
+
+
+def test_closed_form_kl_estimates_the_same_elbo():
+    """What the grader's message claims: averaged over eps, the one-sample ELBO and the closed-form-KL
+    ELBO agree (both estimate E_q[log p(x|z)] - KL), while at one eps they differ."""
+    torch.manual_seed(0)
+    b, d, p, n = 4, 3, 8, 200_000
+    x = (torch.rand(b, p) > 0.5).double()
+    mu, log_sigma = torch.randn(b, d).double(), (0.3 * torch.randn(b, d) - 0.7).double()
+    decoder = torch.nn.Linear(d, p).double()
+    eps = torch.randn(n, b, d).double()
+    with torch.no_grad():
+        one_sample = reparametrized_elbo(x.expand(n, b, p), mu.expand(n, b, d), log_sigma.expand(n, b, d),
+                                         eps, decoder)
+        closed = _closed_form_kl_elbo()(x.expand(n, b, p), mu.expand(n, b, d), log_sigma.expand(n, b, d),
+                                        eps, decoder)
+        single = [f(x, mu, log_sigma, eps[0], decoder) for f in (reparametrized_elbo, _closed_form_kl_elbo())]
+    # each is a mean over n * b terms with per-term spread of a few nats: s.e. about 0.01
+    assert abs(one_sample - closed) < 0.05
+    assert abs(single[0] - single[1]) > 1e-3
+
+
 def test_flow_mistakes_are_named():
     def plus(z0, log_q0, layers, context):
         z, log_q = z0, log_q0

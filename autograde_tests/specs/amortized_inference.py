@@ -6,6 +6,11 @@ SPEC = UnitSpec(
     mistakes=(
         Mistake("reparametrized_elbo", " - log_sigma.sum(-1)\n", "\n",
                 "log q without the -sum(log sigma) of the change of variables"),
+        Mistake("reparametrized_elbo", "    return (log_px + log_pz - log_q).mean()",
+                "    kl = (0.5 * (mu**2 + torch.exp(2 * log_sigma) - 1) - log_sigma).sum(-1)\n"
+                "    return (log_px - kl).mean()",
+                "the closed-form Gaussian KL instead of the one-sample log p(z) - log q(z|x) (the grader "
+                "names it; tests/test_amortized_inference_graders.py checks the message)"),
         Mistake("flow_log_density", "log_q = log_q - log_det", "log_q = log_q + log_det",
                 "adds the log-dets instead of subtracting them"),
         Mistake("iwae_estimate", "torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])",

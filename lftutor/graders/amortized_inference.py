@@ -4,7 +4,9 @@ r"""Graders of unit 9 (amortized inference: flows for a family of targets, VAEs 
   :math:`\mu, \log\sigma`, fixed noise :math:`\epsilon` and a decoder,
   :math:`\frac1B\sum_b[\log p(x_b\mid z_b) + \log\mathcal N(z_b; 0, I) - \log q(z_b\mid x_b)]`
   with :math:`z = \mu + e^{\log\sigma}\epsilon`, and its gradients with respect to
-  :math:`\mu` and :math:`\log\sigma` (the point of the reparametrization);
+  :math:`\mu` and :math:`\log\sigma` (the point of the reparametrization); an answer with the
+  Gaussian KL in closed form (a valid estimator of the same ELBO, but not the one-sample value
+  asked for) is recognised and told so;
 * :func:`check_flow_log_density`: :math:`z_K` and
   :math:`\log q_K(z_K) = \log q_0(z_0) - \sum_k\log|\det\partial f_k/\partial z_{k-1}|` through
   conditional layers;
@@ -110,6 +112,12 @@ def _elbo_reference(x, mu, log_sigma, eps, decoder, variant=""):
     if variant == "no_prior":
         log_pz = T.mul(log_pz, 0.0)
     per = T.sub(T.add(log_px, log_pz), log_q)
+    if variant.startswith("closed_form_kl"):
+        # E_q[log p(x|z)] - KL(q || N(0, I)) with the Gaussian KL in closed form,
+        # 1/2 sum_d (mu^2 + sigma^2 - 1 - 2 log sigma); "_logvar" reads log_sigma as log sigma^2
+        log_var = log_sigma if variant.endswith("logvar") else T.mul(log_sigma, 2.0)
+        kl = T.mul(T.tsum(T.sub(T.add(T.mul(mu, mu), T.exp(log_var)), T.add(log_var, 1.0)), dim=-1), 0.5)
+        per = T.sub(log_px, kl)
     if variant == "sum":
         return T.tsum(per)
     return T.tmean(per)
@@ -126,6 +134,17 @@ _ELBO_MISTAKES = (
     ("sigmoid_twice", "the decoder returns logits: use -binary_cross_entropy_with_logits(logits, x) "
                       "summed over pixels (do not apply a sigmoid first)."),
     ("sum", "return the mean over the images of the batch, not the sum."),
+    ("closed_form_kl", "you used the closed-form KL: log p(x|z) - KL(q || N(0, I)) with "
+                       "KL = 1/2 sum_d (mu^2 + sigma^2 - 1 - 2 log sigma). That is a valid estimate of the "
+                       "same ELBO (its expectation is equal, its noise smaller), but not the one asked for: "
+                       "return the one-sample value log p(x|z) + log N(z; 0, I) - log q(z|x) at the given "
+                       "z = mu + sigma eps, with log q(z|x) = log N(eps; 0, I) - sum log sigma. Only this "
+                       "form carries over to the flow posteriors of section 3, whose KL has no closed form."),
+    ("closed_form_kl_logvar", "you used the closed-form KL and read log_sigma as the log-variance "
+                              "(exp(log_var) for sigma^2): here sigma^2 = exp(2 log_sigma). And the "
+                              "exercise asks for the one-sample value log p(x|z) + log N(z; 0, I) - "
+                              "log q(z|x) at the given z = mu + sigma eps, not the closed-form KL: only "
+                              "that form carries over to the flow posteriors of section 3."),
 )
 
 
@@ -168,7 +187,8 @@ def check_reparametrized_elbo(reparametrized_elbo, level: str = "visible") -> No
         tol = dict(rtol=1e-8, atol=1e-8) if dtype == T.float64 else dict(rtol=1e-4, atol=1e-4)
         if not close(T.reshape(value, (1,)), T.reshape(expected, (1,)), dtype, **tol):
             inputs = (f64(x), f64(mu), f64(log_sigma), f64(eps), dec64)
-            variants = [(T.reshape(_elbo_reference(*inputs, v), (1,)), msg) for v, msg in _ELBO_MISTAKES]
+            with T.no_grad():
+                variants = [(T.reshape(_elbo_reference(*inputs, v), (1,)), msg) for v, msg in _ELBO_MISTAKES]
             message = diagnose(T.reshape(f64(value), (1,)), None, variants)
             raise GradingError(f"{what} = {T.item(f64(value)):.8g}, expected {T.item(expected):.8g}. "
                                + (message or "Per image: log p(x|z) = sum over pixels of x log sigmoid(l) + "
