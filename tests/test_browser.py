@@ -1,10 +1,11 @@
 """Unit 4 as a student runs it: JupyterLab started as ``make lab`` starts it, the notebook opened in
 headless Chromium, Run All from the menu, saved, reopened (issue 10).
 
-It asserts what the student sees: the setup cell says ``grading mode: False``, no cell shows an
-error, the live plot's image changes while training and one image remains, the progress bar is
-text with elapsed against the budget, and after saving and reloading the page the bar is still
-text (no "Error displaying widget"). The training budget is cut to a few seconds with
+It asserts what the student sees: no Nbgrader menu and no "Create Assignment" sidebar (nbgrader's
+instructor tools), the setup cell says ``grading mode: False``, no cell shows an error, the live
+plot's image changes while training and one image remains, the progress bar is text with elapsed
+against the budget, and after saving and reloading the page the bar is still text (no "Error
+displaying widget"). The training budget is cut to a few seconds with
 ``LFTUTOR_TIME_SCALE`` (not grading mode: every other cell runs at full size).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); the test installs
@@ -37,6 +38,13 @@ return [...document.querySelectorAll('.jp-Notebook .jp-Cell.jp-CodeCell')].map(c
   imgs: [...c.querySelectorAll('.jp-OutputArea-output img')].map(i => i.src),
   text: [...c.querySelectorAll('.jp-OutputArea-output')].map(o => o.textContent).join('\\n'),
 }));
+"""
+
+#: The main menu's labels and the side bars' tab titles (captions included).
+INSTRUCTOR_TOOLS_JS = """
+return [[...document.querySelectorAll('.lm-MenuBar-itemLabel')].map(e => e.textContent),
+        [...document.querySelectorAll('.lm-TabBar-tab')].map(t =>
+            (t.getAttribute('title') || '') + ' ' + t.textContent)];
 """
 
 
@@ -170,6 +178,11 @@ def test_unit_4_in_jupyterlab_through_a_real_browser(tmp_path):
             toasts = " | ".join(t.text for t in page.css(".Toastify__toast"))
             assert "news" not in toasts.lower(), f"a notification covers the notebook: {toasts}"
             page.shot("opened")
+            # no instructor tools for the student (issue 25, item 20): no Nbgrader menu, no
+            # "Create Assignment" sidebar (binder/jupyter/labconfig/page_config.json)
+            menus, tabs = driver.execute_script(INSTRUCTOR_TOOLS_JS)
+            assert "File" in menus and "Nbgrader" not in menus, menus
+            assert not [t for t in tabs if "Create Assignment" in t], tabs
             phases["notebook open"] = time.monotonic() - start
 
             page.menu("Run", "Run All Cells")
