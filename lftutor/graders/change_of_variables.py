@@ -1,4 +1,5 @@
-r"""Graders of unit 1 (change of variables): Box-Muller, its log-det, the reverse of a simple coupling layer.
+r"""Graders of unit 1 (change of variables): Box-Muller, its log-det, samples through it, the reverse of a
+simple coupling layer.
 
 What the test cells of ``solutions/01_change_of_variables`` call. The machinery (captured functions,
 tripwire, tamper check, read-only module) is :mod:`lftutor.graders.core`'s.
@@ -19,6 +20,7 @@ from lftutor.graders.core import (
     close,
     describe,
     diagnose,
+    f64,
     function_codes,
     generator,
     make_read_only,
@@ -31,7 +33,8 @@ from lftutor.graders.core import (
 
 capture_builtins(globals())
 
-__all__ = ["GradingError", "check_box_muller", "check_box_muller_log_det", "check_simple_coupling_reverse"]
+__all__ = ["GradingError", "check_box_muller", "check_box_muller_log_det", "check_sample_u_and_z",
+           "check_simple_coupling_reverse"]
 
 # What each exercise's answer may not call (captured now, so re-binding names later does not help).
 _FORBID = {
@@ -137,6 +140,61 @@ def check_box_muller_log_det(log_det_fn, level: str = "visible") -> None:
                            f"{max_abs_diff(out, expected):.3g}). {hint}".rstrip())
     ok("box_muller_log_det matches log|det| of the autograd Jacobian"
         + (" (hidden checks)" if hidden else ""))
+
+
+def check_sample_u_and_z(u, z, box_muller, n_points: int, level: str = "visible") -> None:
+    r"""Check exercise 4: ``u`` is ``(n_points, 2)`` uniform on the unit square and ``z`` is the
+    student's own ``box_muller(u)`` (so a wrong ``box_muller`` does not cost this exercise).
+
+    Visible: shapes, ``0 <= u <= 1``, not constant, and ``z == box_muller(u)``; hidden also: each
+    column's mean within 5 standard errors of 1/2, its variance near 1/12, the two columns
+    uncorrelated (what ``torch.rand`` gives; a squeezed or copied column fails).
+    """
+    hidden = begin(level)
+    n = int(n_points)
+    if not isinstance(u, T.Tensor):
+        raise GradingError(f"u is {describe(u)}; draw it as a torch tensor: u = torch.rand(n_points, 2).")
+    if tuple(u.shape) != (n, 2):
+        raise GradingError(f"u has shape {tuple(u.shape)}, expected ({n}, 2): n_points points of the "
+                           "unit square, one per row, u = torch.rand(n_points, 2).")
+    if not T.is_floating_point(u):
+        raise GradingError(f"u holds integers ({u.dtype}); torch.rand draws floats in [0, 1).")
+    u64 = f64(u)
+    low, high = -T.item(T.amax(T.neg(u64))), T.item(T.amax(u64))
+    if low < 0 or high > 1:
+        raise GradingError(f"u has values in [{low:.3g}, {high:.3g}], outside the unit square: draw "
+                           "uniform numbers with torch.rand (torch.randn draws normal ones).")
+    if high - low < 0.5:
+        raise GradingError(f"u only spans [{low:.3g}, {high:.3g}]: it should fill the unit square "
+                           "(u = torch.rand(n_points, 2)).")
+    if not isinstance(z, T.Tensor) or tuple(z.shape) != (n, 2):
+        raise GradingError(f"z is {describe(z)}; expected the ({n}, 2) tensor z = box_muller(u).")
+    expected = _call("box_muller", "box_muller(u)", box_muller, T.clone(u))
+    if not isinstance(expected, T.Tensor) or tuple(expected.shape) != (n, 2):
+        raise GradingError(f"your box_muller(u) returned {describe(expected)}, not a ({n}, 2) tensor; "
+                           "fix exercise 1 first.")
+    finite = T.isfinite(f64(expected))
+    same = T.equal(T.isfinite(f64(z)), finite) and close(
+        T.getitem(f64(z), finite), T.getitem(f64(expected), finite), T.float64, rtol=1e-6, atol=1e-6)
+    if not same:
+        raise GradingError("z is not box_muller(u) for the u you drew: map these very points, "
+                           "z = box_muller(u), rather than drawing new random numbers (the plot "
+                           "below shows u and z side by side, point for point).")
+    if hidden:
+        se = (1 / 12 / n) ** 0.5
+        for col in (0, 1):
+            c = u64[:, col]
+            mean, var = T.item(T.tmean(c)), T.item(T.tmean((c - T.tmean(c)) ** 2))
+            if abs(mean - 0.5) > 5 * se or abs(var - 1 / 12) > 0.2 / 12:
+                raise GradingError(f"column {col} of u has mean {mean:.3f} and variance {var:.4f}; "
+                                   "uniform numbers on [0, 1) have 1/2 and 1/12: draw them with "
+                                   "torch.rand(n_points, 2), unscaled.")
+        a, b = u64[:, 0] - 0.5, u64[:, 1] - 0.5
+        corr = T.item(T.tmean(a * b)) / (T.item(T.tmean(a * a)) * T.item(T.tmean(b * b))) ** 0.5
+        if abs(corr) > 5 / n**0.5:
+            raise GradingError(f"the two columns of u are correlated ({corr:.2f}); draw them "
+                               "independently, torch.rand(n_points, 2).")
+    ok("u is uniform on the unit square and z = box_muller(u)" + (" (hidden checks)" if hidden else ""))
 
 
 def _simple_s_net(gen, dtype):
