@@ -53,7 +53,8 @@ def time_budgets(source: str) -> list[tuple[int, str, dict[str, str]]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             for kw in node.keywords:
-                if kw.arg == "time_budget" and not (isinstance(kw.value, ast.Constant) and kw.value.value is None):
+                is_none = isinstance(kw.value, ast.Constant) and kw.value.value is None
+                if kw.arg == "time_budget" and not is_none:
                     found.append((node.lineno, ast.unparse(kw.value), assignments))
     return found
 
@@ -92,7 +93,8 @@ def unscaled_budgets(source: str, monkeypatch) -> list[str]:
 def _params():
     for path in NOTEBOOKS:
         unit = path.parent.name
-        marks = [pytest.mark.xfail(strict=True, reason=KNOWN_UNSCALED[unit])] if unit in KNOWN_UNSCALED else []
+        known = unit in KNOWN_UNSCALED
+        marks = [pytest.mark.xfail(strict=True, reason=KNOWN_UNSCALED[unit])] if known else []
         yield pytest.param(path, id=unit, marks=marks)
 
 

@@ -16,8 +16,8 @@ What this module gives a grader module
   call);
 * :func:`begin` (level, tamper check, kernel audit), :func:`ok` (the success line);
 * result checks: :func:`tensor_result` (with ``expected=``, a wrong dtype and wrong values are
-  reported together), :func:`number`, :func:`returned` (the verb for a message), :func:`close`, :func:`max_abs_diff`,
-  :func:`describe`, :func:`f64`; inputs: :func:`generator`, :func:`randn`;
+  reported together), :func:`number`, :func:`returned` (the verb for a message), :func:`close`,
+  :func:`max_abs_diff`, :func:`describe`, :func:`f64`; inputs: :func:`generator`, :func:`randn`;
 * :func:`make_read_only` (the last line of a grader module).
 
 How the graders resist cheating
