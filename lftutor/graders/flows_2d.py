@@ -8,7 +8,10 @@ r"""Graders of unit 7 (flows on 2-D densities): what that notebook's test cells 
 * :func:`check_radial_forward`: :math:`x = z + \beta(z - z_0)/(\alpha + r)` and
   :math:`(D-1)\log(1 + \beta h) + \log(1 + \beta h - \beta r/(\alpha + r)^2)`;
 * :func:`check_log_z_midpoint`: :math:`\log\int e^{-U}` by the midpoint rule on a square;
-* :func:`check_exact_kl`: :math:`\frac1N\sum_i[\log q(x_i) + U(x_i)] + \log Z`.
+* :func:`check_exact_kl`: :math:`\frac1N\sum_i[\log q(x_i) + U(x_i)] + \log Z`;
+* :func:`check_sylvester_forward`: :math:`x = z + QR\tanh(\tilde R Q^\top z + b)` and its log-det
+  by Sylvester's determinant identity, :math:`\sum_m\log|1 + h'(a_m) R_{mm}\tilde R_{mm}|`
+  (arXiv:1803.05649).
 
 References are computed here from the formulas; the machinery (captured torch functions, the
 tripwire that refuses lftutor's own answers, the kernel audit) is :mod:`lftutor.graders.core`'s.
@@ -23,10 +26,12 @@ import torch.nn.functional as _F
 
 import lftutor.bijections.planar as _planar
 import lftutor.bijections.radial as _radial
+import lftutor.bijections.sylvester as _sylvester
 import lftutor.toy2d.targets as _targets
 from lftutor.graders.core import (
     GradingError,
     T,
+    all_finite,
     begin,
     caller,
     capture_builtins,
@@ -49,16 +54,21 @@ from lftutor.graders.core import (
 capture_builtins(globals())
 
 __all__ = ["GradingError", "check_constrain_u", "check_exact_kl", "check_log_z_midpoint",
-           "check_planar_forward", "check_radial_forward"]
+           "check_planar_forward", "check_radial_forward", "check_sylvester_forward"]
 
 _L = types.SimpleNamespace(tanh=_torch.tanh, softplus=_F.softplus, dot=_torch.dot,
-                           norm=_torch.linalg.vector_norm, matmul=_torch.matmul, log1p=_torch.log1p)
+                           norm=_torch.linalg.vector_norm, matmul=_torch.matmul, log1p=_torch.log1p,
+                           lt=_torch.lt, tany=_torch.any, logical_not=_torch.logical_not,
+                           logical_and=_torch.logical_and, isnan=_torch.isnan,
+                           diagonal=_torch.diagonal, triu=_torch.triu, qr=_torch.linalg.qr,
+                           transpose=_torch.transpose, diag_embed=_torch.diag_embed)
 
 _FORBID = {
     "planar": (method_codes(_planar.Planar), set()),
     "radial": (method_codes(_radial.Radial), set()),
     "log_z": (function_codes(_targets.log_z_grid, _targets.grid), set()),
     "kl": (function_codes(_targets.exact_kl), set()),
+    "sylvester": (method_codes(_sylvester.Sylvester), set()),
 }
 _call = caller(_FORBID)
 
@@ -97,26 +107,67 @@ def _planar_reference(z, w, u, b):
     return x, t, slope, wu, T.log(T.abs(T.add(1.0, T.mul(slope, wu))))
 
 
+# Positions a = w.z + b of the samples of a folded layer (w.u = -3): 1 + h'(a) w.u < 0 for
+# |a| < atanh(sqrt(2/3)) = 1.146 and > 0 outside; none lies near the zero itself.
+_FOLD_WU = -3.0
+_FOLD_A = (0.0, 2.0, 0.5, -2.5, -0.3, 1.6, -0.8, 3.0)
+
+
+def _planar_inputs(n, d, dtype, gen, fold):
+    """``(z, w, u, b)``; ``fold``: ``w.u = -3`` and samples on both sides of the fold."""
+    w = randn((d,), dtype, gen)
+    u = randn((d,), dtype, gen)
+    b = T.mul(randn((), dtype, gen), 0.5)
+    w64, u64 = f64(w), f64(u)
+    ww = T.item(_L.dot(w64, w64))
+    if not fold:
+        z = T.mul(randn((n, d), dtype, gen), 1.5)
+        if T.item(_L.dot(w64, u64)) < -0.5:  # keep w.u > -1 (and away from it), as u_hat would be
+            u = T.neg(u)
+        return z, w, u, b
+    u = T.to(T.add(u64, T.mul(w64, (_FOLD_WU - T.item(_L.dot(w64, u64))) / ww)), dtype)
+    perp = T.mul(randn((n, d), T.float64, gen), 1.5)
+    perp = T.sub(perp, T.mul(T.unsqueeze(T.div(_L.matmul(perp, w64), ww), 1), w64))
+    a = T.tensor(list(_FOLD_A[:n]), dtype=T.float64)
+    along = T.div(T.sub(a, T.item(f64(b))), ww)
+    z = T.to(T.add(perp, T.mul(T.unsqueeze(along, 1), w64)), dtype)
+    return z, w, u, b
+
+
 def check_planar_forward(planar_forward, level: str = "visible") -> None:
     r"""Check ``planar_forward(z, w, u, b) -> (x, log_det)``: ``z`` ``(batch, D)``, ``w``, ``u``
-    ``(D,)``, ``b`` a 0-dim tensor; ``u`` already satisfies :math:`w^\top u > -1`.
+    ``(D,)``, ``b`` a 0-dim tensor.
 
-    Visible: D = 2 in float64; hidden: D = 2, 3, 5, float32 and float64, a batch of one.
+    Most cases have :math:`w^\top u > -0.5`, as the constrained :math:`\hat u` would; one (visible)
+    or two (hidden) have :math:`w^\top u = -3`, a layer that folds the plane: there
+    :math:`1 + h'(a)\,w^\top u` is negative for :math:`|a| < 1.15`, so ``log`` without ``abs``
+    gives NaN, and the log of the absolute determinant, which is still defined point by point,
+    is what the formula asks for. Visible: D = 2 in float64; hidden: D = 2, 3, 5, float32 and
+    float64, a batch of one.
     """
     hidden = begin(level)
-    for k, (n, d, dtype) in enumerate(_cases(hidden, 0)):
+    cases = [(n, d, dtype, False) for n, d, dtype in _cases(hidden, 0)] + [(6, 2, T.float64, True)]
+    if hidden:
+        cases += [(8, 3, T.float32, True)]
+    for k, (n, d, dtype, fold) in enumerate(cases):
         gen = generator(700 + k)
-        z = T.mul(randn((n, d), dtype, gen), 1.5)
-        w = randn((d,), dtype, gen)
-        u = randn((d,), dtype, gen)
-        wu = T.item(_L.dot(f64(w), f64(u)))
-        if wu < -0.5:  # keep w.u > -1 (and away from it), as the constrained u would be
-            u = T.neg(u)
-        b = T.mul(randn((), dtype, gen), 0.5)
-        what = f"planar_forward(z of shape {(n, d)}, {dtype})"
+        z, w, u, b = _planar_inputs(n, d, dtype, gen, fold)
+        what = (f"planar_forward(z of shape {(n, d)}, {dtype}"
+                + (", w.u = -3: a layer that folds the plane)" if fold else ")"))
         out = _call("planar", what, planar_forward, T.clone(z), T.clone(w), T.clone(u), T.clone(b))
-        x, log_det = _pair(out, what, n, d, dtype)
         ref_x, t, slope, wu_t, ref_ld = _planar_reference(z, w, u, b)
+        if (fold and isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], T.Tensor)
+                and tuple(out[1].shape) == (n,) and not all_finite(out[1])):
+            det = T.add(1.0, T.mul(slope, wu_t))
+            nan = _L.isnan(f64(out[1]))
+            negative = _L.lt(det, 0.0)
+            if T.item(_L.tany(nan)) and not T.item(_L.tany(_L.logical_and(nan, _L.logical_not(negative)))):
+                raise GradingError(
+                    f"{what}: log_det is NaN for the samples where 1 + h'(a) w.u < 0. For w.u < -1 "
+                    "the determinant is negative near a = 0 (section 3: the layer folds the plane), "
+                    "and the log of a negative number is NaN. The formula is log|det J|: take the "
+                    "absolute value first, torch.log(torch.abs(1 + h'(a) w.u)).")
+        x, log_det = _pair(out, what, n, d, dtype)
         if not close(x, ref_x, dtype):
             message = diagnose(f64(x), ref_x, [
                 (T.add(f64(z), T.mul(T.unsqueeze(t, 1), f64(w))),
@@ -152,13 +203,16 @@ def check_constrain_u(constrain_u, level: str = "visible") -> None:
     r"""Check ``constrain_u(w, u) -> u_hat`` (shape ``(D,)``): :math:`w^\top\hat u = -1 +
     \mathrm{softplus}(w^\top u)` and the part of :math:`u` orthogonal to :math:`w` unchanged.
 
-    Visible: two cases in D = 2; hidden: D = 2, 3, 6, float32, :math:`w^\top u` from -30 to 30.
+    Visible: three cases in D = 2; hidden: D = 2, 3, 6, float32, :math:`w^\top u` from -30 to 800.
+    The large ones (100 in float32, 800 in float64) are where a naive ``log(1 + exp(s))``
+    overflows (:math:`e^s` is infinite above 88.7 in float32, 709.8 in float64); ``softplus``
+    returns :math:`s` there.
     """
     hidden = begin(level)
-    cases = [(2, T.float64, 0.7), (2, T.float64, -4.0)]
+    cases = [(2, T.float64, 0.7), (2, T.float64, -4.0), (2, T.float32, 100.0)]
     if hidden:
         cases += [(3, T.float64, -30.0), (6, T.float64, 2.5), (2, T.float32, -1.5), (3, T.float32, 30.0),
-                  (2, T.float64, 0.0)]
+                  (2, T.float64, 0.0), (3, T.float64, 800.0)]
     for k, (d, dtype, target_wu) in enumerate(cases):
         gen = generator(710 + k)
         w = randn((d,), dtype, gen)
@@ -171,6 +225,13 @@ def check_constrain_u(constrain_u, level: str = "visible") -> None:
         wu = T.item(_L.dot(w64, f64(u)))
         what = f"constrain_u(w, u) with D = {d}, w.u = {wu:.3g}, {dtype}"
         out = _call("planar", what, constrain_u, T.clone(w), T.clone(u))
+        if (isinstance(out, T.Tensor) and tuple(out.shape) == (d,) and not all_finite(out)
+                and wu > 50):
+            raise GradingError(
+                f"{what}: u_hat has infinite or NaN entries. For large w.u, e^(w.u) overflows "
+                f"({'above 88.7 in float32' if dtype == T.float32 else 'above 709.8 in float64'}), "
+                "so log(1 + exp(w.u)) is inf. F.softplus computes the same log(1 + e^s) without "
+                "overflow (it returns s itself for large s): m = -1 + F.softplus(w.u).")
         out = tensor_result(out, what, shape=(d,), dtype=dtype)
         m = -1.0 + T.item(_L.softplus(T.tensor(wu, dtype=T.float64)))
         ref = T.add(f64(u), T.mul(w64, (m - wu) / ww))
@@ -339,5 +400,102 @@ def check_exact_kl(exact_kl, level: str = "visible") -> None:
         raise GradingError(f"{what} = {value:.8g}, expected {expected:.8g} = mean(log_q + u) + log_z.")
     ok("exact_kl = mean(log q + U) + log Z", hidden)
 
+
+
+# --------------------------------------------------------------------------------------------
+# Exercise 7: the Sylvester layer and Sylvester's determinant identity
+# --------------------------------------------------------------------------------------------
+def _sylvester_inputs(n, d, m, dtype, gen):
+    """``(z, q, r, r_tilde, b)``: ``q`` (D, M) with orthonormal columns, ``r``, ``r_tilde``
+    (M, M) upper triangular with :math:`R_{mm}\tilde R_{mm} > -1`, ``b`` (M,)."""
+    z = T.mul(randn((n, d), T.float64, gen), 1.5)
+    q, _ = _L.qr(randn((d, m), T.float64, gen))
+    r = _L.triu(T.mul(randn((m, m), T.float64, gen), 0.7), 1)
+    rt = _L.triu(T.mul(randn((m, m), T.float64, gen), 0.7), 1)
+    # diagonals: products R_mm Rt_mm in (-0.9, 1.4), some negative, none near -1
+    dr = T.add(T.mul(T.rand((m,), generator=gen, dtype=T.float64), 1.6), -0.8)
+    drt = T.add(T.mul(T.rand((m,), generator=gen, dtype=T.float64), 1.2), 0.3)
+    r = T.add(r, _L.diag_embed(dr))
+    rt = T.add(rt, _L.diag_embed(drt))
+    b = T.mul(randn((m,), T.float64, gen), 0.5)
+    return tuple(T.to(v, dtype) for v in (z, q, r, rt, b))
+
+
+def _sylvester_reference(z, q, r, rt, b):
+    z, q, r, rt, b = f64(z), f64(q), f64(r), f64(rt), f64(b)
+    a = T.add(_L.matmul(_L.matmul(z, q), _L.transpose(rt, 0, 1)), b)
+    t = _L.tanh(a)
+    x = T.add(z, _L.matmul(_L.matmul(t, _L.transpose(r, 0, 1)), _L.transpose(q, 0, 1)))
+    slope = T.sub(1.0, T.mul(t, t))
+    diag = T.mul(_L.diagonal(r), _L.diagonal(rt))
+    log_det = T.tsum(T.log(T.abs(T.add(1.0, T.mul(slope, diag)))), dim=1)
+    return x, t, slope, diag, log_det
+
+
+def check_sylvester_forward(sylvester_forward, level: str = "visible") -> None:
+    r"""Check ``sylvester_forward(z, q, r, r_tilde, b) -> (x, log_det)``:
+    :math:`x = z + QR\tanh(\tilde R Q^\top z + b)` row by row (``x = z + tanh(z Q R~^T + b) R^T
+    Q^T``) and :math:`\log|\det J| = \sum_m\log|1 + h'(a_m)R_{mm}\tilde R_{mm}|`.
+
+    ``z`` ``(batch, D)``, ``q`` ``(D, M)`` with orthonormal columns, ``r``, ``r_tilde`` ``(M, M)``
+    upper triangular, ``b`` ``(M,)``. Visible: D = M = 2 and D = 3, M = 2 in float64; hidden
+    also D = M = 4 in float32, M = 1 (a planar layer) and D = 5, M = 3 in float32.
+    """
+    hidden = begin(level)
+    cases = [(5, 2, 2, T.float64), (6, 3, 2, T.float64)]
+    if hidden:
+        cases += [(7, 4, 4, T.float32), (1, 3, 1, T.float64), (9, 5, 3, T.float32)]
+    for k, (n, d, m, dtype) in enumerate(cases):
+        gen = generator(740 + k)
+        z, q, r, rt, b = _sylvester_inputs(n, d, m, dtype, gen)
+        what = f"sylvester_forward(z of shape {(n, d)}, M = {m}, {dtype})"
+        out = _call("sylvester", what, sylvester_forward, T.clone(z), T.clone(q), T.clone(r),
+                    T.clone(rt), T.clone(b))
+        if (m > 1 and isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], T.Tensor)
+                and tuple(out[1].shape) == (n, m)):
+            raise GradingError(f"the log_det returned by {what} has shape {(n, m)}: one term per "
+                               "diagonal entry. The determinant of a triangular matrix is the "
+                               "product of its diagonal, so log|det| is their sum: .sum(dim=1).")
+        x, log_det = _pair(out, what, n, d, dtype)
+        ref_x, t, slope, diag, ref_ld = _sylvester_reference(z, q, r, rt, b)
+        z64, q64, r64, rt64, b64 = f64(z), f64(q), f64(r), f64(rt), f64(b)
+        if not close(x, ref_x, dtype):
+            zq = _L.matmul(z64, q64)
+            qt = _L.transpose(q64, 0, 1)
+            t_no_t = _L.tanh(T.add(_L.matmul(zq, rt64), b64))
+            message = diagnose(f64(x), ref_x, [
+                (T.add(z64, _L.matmul(_L.matmul(t_no_t, _L.transpose(r64, 0, 1)), qt)),
+                 "the argument of tanh uses R~ where the row-vector form needs its transpose: "
+                 "a = z @ q @ r_tilde.T + b (column form R~ Q^T z, for each row z)."),
+                (T.add(z64, _L.matmul(_L.matmul(t, r64), qt)),
+                 "the update uses R where the row-vector form needs its transpose: "
+                 "tanh(a) @ r.T @ q.T (column form Q R h)."),
+                (T.add(z64, _L.matmul(_L.matmul(_L.tanh(_L.matmul(zq, _L.transpose(rt64, 0, 1))),
+                                                _L.transpose(r64, 0, 1)), qt)),
+                 "the bias b is missing inside tanh."),
+            ])
+            raise GradingError(f"{what}: x is wrong (max difference {max_abs_diff(x, ref_x):.3g}). "
+                               + (message or "x = z + tanh(z @ q @ r_tilde.T + b) @ r.T @ q.T."))
+        if not close(log_det, ref_ld, dtype):
+            rank_one = T.log(T.abs(T.add(1.0, T.tsum(T.mul(slope, diag), dim=1))))
+            message = diagnose(f64(log_det), ref_ld, [
+                (T.tsum(T.log(T.abs(T.add(1.0, T.mul(t, diag)))), dim=1),
+                 "you used h = tanh where the determinant needs its derivative h' = 1 - tanh^2."),
+                (rank_one,
+                 "that is log|1 + sum_m h'_m R_mm R~_mm|, the rank-one lemma of the planar layer. "
+                 "Here the correction has rank M: det(I_M + diag(h') R~ R) is the product of the "
+                 "M diagonal entries 1 + h'_m R~_mm R_mm, so log|det| is the sum of their logs."),
+                (T.tsum(T.log(T.abs(T.add(1.0, T.mul(slope, _L.diagonal(rt64))))), dim=1),
+                 "only R~'s diagonal appears; the diagonal of the triangular R~ R is R~_mm R_mm."),
+                (T.tsum(T.log(T.abs(T.add(1.0, slope))), dim=1),
+                 "the diagonal entries R_mm R~_mm are missing: 1 + h'_m R~_mm R_mm."),
+                (T.tsum(T.abs(T.add(1.0, T.mul(slope, diag))), dim=1),
+                 "take the log of each |1 + h'_m R~_mm R_mm| before summing."),
+            ])
+            raise GradingError(f"{what}: log_det is wrong (max difference "
+                               f"{max_abs_diff(log_det, ref_ld):.3g}). " + (message or (
+                                   "By Sylvester's identity, log|det J| = sum_m "
+                                   "log|1 + h'(a_m) R_mm R~_mm|, a = z @ q @ r_tilde.T + b.")))
+    ok("sylvester_forward: the map and its log-det by Sylvester's identity", hidden)
 
 make_read_only(__name__)
