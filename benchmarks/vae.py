@@ -121,7 +121,7 @@ def run_budget(posterior: str, seed: int, *, steps: int | None = None, cpu_secon
 
 
 def budgets_main(args) -> None:
-    budgets = [("steps", args.steps)] + [("cpu", s) for s in args.cpu_seconds]
+    budgets = [("steps", args.steps)] * (args.steps > 0) + [("cpu", s) for s in args.cpu_seconds]
     label = {b: (f"{b[1]} steps" if b[0] == "steps" else f"{b[1]:g} CPU s") for b in budgets}
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, 1 thread, "
           f"iwae={args.iwae_samples}, budgets: {', '.join(label[b] for b in budgets)}", flush=True)
@@ -219,7 +219,7 @@ def main() -> None:
     f.add_argument("--samples", type=int, default=50000)
     f.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0], dest="seeds")
     b = sub.add_parser("budgets")
-    b.add_argument("--steps", type=int, default=3000, help="the equal-steps budget (default 3000)")
+    b.add_argument("--steps", type=int, default=3000, help="the equal-steps budget (default 3000; 0: none)")
     b.add_argument("--cpu-seconds", type=float, nargs="*", default=[30.0, 180.0],
                    help="equal budgets of CPU seconds (default 30 180)")
     b.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
