@@ -161,7 +161,8 @@ def budgets_main(args) -> None:
             se2 = sum(se ** 2 for _, se in per_seed) / n ** 2
             if n > 1:
                 se2 += sum((m - mean) ** 2 for m, _ in per_seed) / (n - 1) / n
-            cells.append(f"{mean:+.3f} ± {math.sqrt(se2):.3f} ({', '.join(f'{m:+.3f}' for m, _ in per_seed)})")
+            seeds = ", ".join(f"{m:+.3f}" for m, _ in per_seed)
+            cells.append(f"{mean:+.3f} ± {math.sqrt(se2):.3f} ({seeds})")
         print(f"| {label[b]} | " + " | ".join(cells) + " |", flush=True)
 
 

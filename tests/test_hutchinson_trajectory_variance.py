@@ -52,7 +52,7 @@ def test_one_probe_per_trajectory_variance_uses_the_integrated_jacobian(probe):
     integrated = _sym_sq(a0 + a1 / 2, off)
     ts = torch.linspace(0, 1, 2001, dtype=torch.float64)
     per_time = [_sym_sq(a0 + t * a1, off) for t in ts]
-    per_time_integral = sum((u + v) / 2 for u, v in zip(per_time[:-1], per_time[1:])) / 2000
+    per_time_integral = sum((u + v) / 2 for u, v in zip(per_time[:-1], per_time[1:], strict=True)) / 2000
     assert per_time_integral > 5 * integrated  # the two candidate formulas are far apart here
     var = float(log_det.var())
     # the sample variance of a quadratic form in n probes: relative s.e. about sqrt(2 / n) * 2
