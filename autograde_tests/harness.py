@@ -182,7 +182,9 @@ def grade_unit(unit: str, root: Path, *, via_zip: bool, env: dict | None = None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     timeout = TIMEOUTS.get(unit, DEFAULT_TIMEOUT)
     cmd = [sys.executable, "-m", "lftutor", "grade", unit, "--from", str(source),
-           "--course-root", str(root), "--timeout", str(timeout), "--json"]
+           "--course-root", str(root), "--timeout", str(timeout), "--json",
+           # units already grade side by side (conftest.JOBS): one kernel per unit
+           "--jobs", "1"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - start

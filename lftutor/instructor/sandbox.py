@@ -207,7 +207,8 @@ def _limits_exec(limits: Limits, uid: int | None) -> list[str]:
         "a = [int(x) for x in sys.argv[1:7]]",
         "for res, v in zip((resource.RLIMIT_AS, resource.RLIMIT_NPROC, resource.RLIMIT_CPU, "
         "resource.RLIMIT_FSIZE, resource.RLIMIT_NOFILE), a[:5]):",
-        "    resource.setrlimit(res, (v, v))",
+        # CPU: SIGXCPU at the soft limit (reported as such), SIGKILL 5 s later if ignored
+        "    resource.setrlimit(res, (v, v + 5 if res == resource.RLIMIT_CPU else v))",
         "if a[5] >= 0:",  # root outside: an unprivileged id of its own, no capabilities
         "    os.setgroups([]); os.setgid(a[5]); os.setuid(a[5])",
         # the grader's wrapper ignores SIGINT (so that an interrupt cannot kill bwrap itself):
@@ -388,6 +389,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._private: Path | None = None
         self._uid: int | None = None
         self._proc = None  # the Popen of bwrap
+        self._exit_noted = False
 
     def client(self, **kwargs):
         kc = super().client(**kwargs)
@@ -469,8 +471,9 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def _note_exit(self) -> None:
         code = None if self._proc is None else self._proc.poll()
-        if code is None:
+        if code is None or self._exit_noted:
             return
+        self._exit_noted = True
         # bwrap passes on the kernel's status; a kernel killed by signal N gives 128 + N
         sig = code - 128 if code > 128 else (-code if code < 0 else 0)
         if sig == signal.SIGXCPU:
@@ -487,6 +490,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self._private is not None and not restart:
             shutil.rmtree(self._private, ignore_errors=True)
             self._private = None
+
+    cleanup_resources = _async_cleanup_resources
 
 
 def _copy_submission(src: Path, dest: Path, *, uid: int | None) -> None:

@@ -1,0 +1,117 @@
+"""The grading sandbox's building blocks (lftutor/instructor/sandbox.py), without nbgrader runs:
+what is mounted, which environment variables pass, and the errors when no sandbox can be made.
+The sandbox under attack, through real nbgrader, is autograde_tests/test_red_team.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nbgrader")
+
+import lftutor  # noqa: E402
+from lftutor.instructor import sandbox as sb  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_readable_paths_hold_the_environment_and_the_package_but_not_the_course():
+    package = Path(lftutor.__file__).resolve().parent
+    paths = sb.readable_paths(sys.executable, hidden=[REPO, Path.home().resolve()])
+    assert any(package == p or p in package.parents for p in paths)
+    assert any(Path(sys.prefix).resolve() == p.resolve() or p in Path(sys.prefix).resolve().parents
+               for p in paths)
+    for p in paths:
+        # never the course root or HOME itself, nor a folder holding them
+        assert p != REPO and p not in REPO.parents and p not in Path.home().resolve().parents
+        assert p != Path.home().resolve()
+        if REPO in p.parents:  # inside the course: only the package and the environment
+            assert p == package or Path(sys.prefix) in (p, *p.parents), p
+
+
+def test_the_kernel_environment_keeps_no_secrets():
+    env = sb.sandbox_env({"PATH": "/usr/bin", "AWS_SECRET_ACCESS_KEY": "x", "HOME": "/root",
+                          "PYTHONSTARTUP": "/root/evil.py", "LFTUTOR_GRADING": "1",
+                          "NBGRADER_EXECUTION": "autograde", "IPYTHONDIR": "/root/.ipython"})
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "PYTHONSTARTUP" not in env
+    assert env["HOME"] == sb.SANDBOX_HOME and env["IPYTHONDIR"].startswith(sb.SANDBOX_HOME)
+    assert env["LFTUTOR_GRADING"] == "1" and env["NBGRADER_EXECUTION"] == "autograde"
+    assert env["PYTHONPATH"] == str(Path(lftutor.__file__).resolve().parent.parent)
+
+
+def test_no_bubblewrap_is_an_error_that_says_what_to_do():
+    with pytest.raises(sb.SandboxUnavailable) as err:
+        sb.check_sandbox(sb.Sandbox(bwrap="no-such-bwrap-here"))
+    text = str(err.value)
+    assert "apt-get install bubblewrap" in text and "--no-sandbox" in text
+
+
+def test_a_bubblewrap_that_fails_is_an_error_that_says_what_to_do(tmp_path):
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(sb.SandboxUnavailable) as err:
+        sb.check_sandbox(sb.Sandbox(bwrap=str(fake)))
+    assert "No permissions to create new namespace" in str(err.value)
+    assert "--no-sandbox" in str(err.value)
+
+
+def test_grade_stops_before_grading_anyone_without_a_sandbox(tmp_path):
+    """`lftutor grade` with a course whose config names a missing bwrap: exit 1, a message
+    with the remedy, and no student graded (no autograded/ folder)."""
+    from autograde_tests.conftest import make_course
+
+    root = tmp_path / "course"
+    make_course(root, ["fixture"])
+    with open(root / "nbgrader_config.py", "a") as fh:
+        fh.write("\nc.Sandbox.bwrap = 'no-such-bwrap-here'\n")
+    import nbformat
+
+    release = nbformat.read(root / "course" / "fixture" / "fixture.ipynb", as_version=4)
+    sub = root / "handed" / "jdoe" / "fixture" / "fixture.ipynb"
+    sub.parent.mkdir(parents=True)
+    nbformat.write(release, sub)
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run([sys.executable, "-m", "lftutor", "grade", "fixture", "--from",
+                           str(root / "handed"), "--course-root", str(root)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    assert "bubblewrap" in proc.stderr and "--no-sandbox" in proc.stderr
+    assert not (root / "autograded").exists()
+
+
+@pytest.mark.skipif(not sb.shutil.which("bwrap"), reason="needs bubblewrap (.ci/run installs it)")
+def test_a_sandboxed_command_sees_no_course_and_cannot_write(tmp_path):
+    private, files, cwd = tmp_path / "p", tmp_path / "f", tmp_path / "course" / "work"
+    for p in (private, files, cwd):
+        p.mkdir(parents=True)
+    (tmp_path / "course" / "secret.txt").write_text("hidden tests")
+    (files / "data.txt").write_text("student data")
+    uid = sb.kernel_uid()
+    if uid is not None:
+        os.chown(private, uid, uid)
+        os.chown(files / "data.txt", uid, uid)
+    probe = ("import os, socket; from pathlib import Path\n"
+             f"print('secret', Path('{tmp_path}/course/secret.txt').exists())\n"
+             "print('data', open('data.txt').read())\n"
+             "try:\n    open(os.__file__, 'a')\nexcept OSError as e:\n    print('env', type(e).__name__)\n"
+             "print('uid', os.getuid(), 'pid', os.getpid())\n"
+             "s = socket.socket(); s.settimeout(1)\n"
+             "try:\n    s.connect(('127.0.0.1', 22))\n"
+             "except OSError as e:\n    print('net', type(e).__name__)\n")
+    cmd = sb.bwrap_command([sys.executable, "-c", probe], cwd=str(cwd), private=private,
+                           workdir_files=files, limits=sb.Limits(), hidden=[tmp_path / "course"],
+                           uid=uid)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                         env=sb.sandbox_env(dict(os.environ))).stdout
+    assert "secret False" in out and "data student data" in out, out
+    assert "env OSError" in out or "env PermissionError" in out, out
+    assert "net ConnectionRefusedError" in out, out
+    pid = int(out.split("pid ")[1].split()[0])
+    assert pid < 10, "the command has a PID namespace of its own"
+    if uid is not None:
+        assert f"uid {uid}" in out
