@@ -138,9 +138,13 @@ def make_cases(unit: str, release, solution, spec: UnitSpec) -> tuple[list[Case]
     cases.append(Case("cheat", cheat, "zero",
                       note="patched allclose and zeros; every test replaced by pass"))
 
+    seen: dict[str, int] = {}
     for m in spec.mistakes:
         nb = st.replace_in_answer(solved, m.answer, m.old, m.new)
-        cases.append(Case(f"typical-{m.answer.replace('_', '-')}", nb, "mistake",
+        # several mistakes of one answer: typical-x, typical-x-2, ...
+        seen[m.answer] = seen.get(m.answer, 0) + 1
+        suffix = f"-{seen[m.answer]}" if seen[m.answer] > 1 else ""
+        cases.append(Case(f"typical-{m.answer.replace('_', '-')}{suffix}", nb, "mistake",
                           expected_zero_cells(m, autograded, answers), note=m.why))
     return cases, problems
 
