@@ -75,6 +75,8 @@ def generate_release(units: list[str] | None = None, *, course_root=None, releas
         if release_dir is not None:
             cfg.CourseDirectory.release_directory = str(Path(release_dir).resolve())
         release = coursedir_path(cfg, "release_directory")
+        if release_dir is None:
+            _sync_install_source(root, [source / unit for unit in units], log)
         api = make_api(cfg)
         for unit in units:
             result = api.generate_assignment(unit, force=True, create=True)
@@ -87,6 +89,40 @@ def generate_release(units: list[str] | None = None, *, course_root=None, releas
     if leaks:
         raise ReleaseError("the release leaks solutions or hidden tests:\n  " + "\n  ".join(leaks))
     return units
+
+
+def _sync_install_source(root: Path, folders: list[Path], log) -> None:
+    """Write pyproject.toml's Colab install source into the notebooks and the README's badge
+    (:mod:`lftutor.instructor.install_source`); nothing for a course without pyproject.toml."""
+    from lftutor.instructor.install_source import install_source, sync_notebooks, sync_readme
+
+    try:
+        setting = install_source(root)
+    except ValueError as err:
+        raise ReleaseError(str(err)) from err
+    if setting is None:
+        return
+    for folder in folders:
+        for path in sync_notebooks(folder, setting):
+            log(f"install cell of {path} now installs {setting.requirement}")
+    if sync_readme(root / "README.md", setting):
+        log(f"README.md's Binder badge now points to {setting.binder}")
+
+
+def _install_source_problems(root: Path, source: Path, units: list[str]) -> list[str]:
+    from lftutor.instructor.install_source import install_source, notebook_problems, readme_problems
+
+    try:
+        setting = install_source(root)
+    except ValueError as err:
+        return [str(err)]
+    if setting is None:
+        return []
+    problems = readme_problems(root / "README.md", setting)
+    for unit in units:
+        for path in sorted((source / unit).glob("*.ipynb")):
+            problems += [p + " (run `make release`)" for p in notebook_problems(path, setting)]
+    return problems
 
 
 def _cell_signature(cell) -> dict:
@@ -146,6 +182,7 @@ def check_release_up_to_date(course_root=None, units: list[str] | None = None) -
     ignore = list(CourseDirectory(config=cfg).ignore)
     known = discover_units(source)
     units = list(units) if units else known
+    problems += _install_source_problems(root, source, units)
     for extra in sorted(set(discover_units(release)) - set(known)):
         problems.append(f"{release / extra}: no such unit in {source}")
     with tempfile.TemporaryDirectory(prefix="lftutor-release-check-") as tmp:
