@@ -161,6 +161,19 @@ def test_the_package_answer_is_refused():
         grading.check_iwae_estimate(lambda w: log_mean_exp(w, 0), "visible")
 
 
+def test_the_package_flow_is_refused_but_its_layers_are_not():
+    """Calling the layers one by one is the exercise; ConditionalFlow does all of it for you."""
+    from lftutor.bijections.conditional import ConditionalFlow
+
+    def with_package_flow(z0, log_q0, layers, context):
+        z, log_det = ConditionalFlow(z0.shape[1], layers)(z0, context)
+        return z, log_q0 - log_det
+
+    with pytest.raises(GradingError, match="calls ConditionalFlow"):
+        grading.check_flow_log_density(with_package_flow, "visible")
+    grading.check_flow_log_density(flow_log_density, "hidden")  # the layers' own calls pass
+
+
 def test_grader_module_is_read_only():
     with pytest.raises(GradingError, match="read-only"):
         grading.check_iwae_estimate = lambda *a: None
