@@ -43,9 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lftutor._checks import check_field, check_positive_int
+from lftutor._checks import check_positive_int
+from lftutor.bijections.base import Bijection, Inverse
 from lftutor.bijections.monotone import solve_monotone
 from lftutor.bijections.splines import rational_quadratic_spline
+
+__all__ = ["ACTIVATIONS", "KINDS", "MADE", "MODES", "AutoregressiveBijection", "Inverse", "MaskedAffineAutoregressive",
+           "MaskedLinear", "NeuralAutoregressive", "Permutation", "SplineAutoregressive",
+           "make_autoregressive_layers"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU}
 MODES = ("maf", "iaf")
@@ -170,25 +175,7 @@ class MADE(nn.Module):
         return out.view(x.shape[0], self.n_params, self.dim).transpose(1, 2)
 
 
-def _check_context(layer: nn.Module, context, batch: int, reference: torch.Tensor):
-    if not layer.context_dim:
-        if context is not None:
-            raise ValueError("expected no context for a layer built with context_dim=0, got a "
-                             "tensor (build it with context_dim=C to condition on one)")
-        return None
-    if not isinstance(context, torch.Tensor):
-        raise ValueError(f"expected a context of shape (batch, {layer.context_dim}), got "
-                         f"{type(context).__name__}")
-    if context.dim() != 2 or context.shape[1] != layer.context_dim or context.shape[0] != batch:
-        raise ValueError(f"expected a context of shape ({batch}, {layer.context_dim}), got "
-                         f"{tuple(context.shape)}")
-    if context.dtype != reference.dtype or context.device != reference.device:
-        raise ValueError(f"expected a context of dtype {reference.dtype} on {reference.device} (as "
-                         f"the input), got {context.dtype} on {context.device}")
-    return context
-
-
-class AutoregressiveBijection(nn.Module):
+class AutoregressiveBijection(Bijection):
     r"""Base class: an elementwise monotone map whose parameters come from a :class:`MADE`.
 
     Subclasses define :meth:`elementwise` (the map latent -> data of each coordinate given its
@@ -214,23 +201,15 @@ class AutoregressiveBijection(nn.Module):
         if mode not in MODES:
             raise ValueError(f"expected mode 'maf' or 'iaf', got {mode!r}")
         self.mode, self.dim, self.context_dim = mode, dim, context_dim
+        self.event_shape = (dim,)
         self.made = MADE(dim, n_params, hidden_sizes, order=order, context_dim=context_dim,
                          activation=activation)
-
-    @property
-    def conditional(self) -> bool:
-        """Whether the layer takes a context vector."""
-        return self.context_dim > 0
 
     def elementwise(self, u: torch.Tensor, params: torch.Tensor, inverse: bool
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(batch, D), (batch, D, P) -> (v (batch, D), log|dv/du| (batch, D))``; latent -> data
         unless ``inverse``."""
         raise NotImplementedError
-
-    def _check(self, x, name, context):
-        check_field(x, (self.dim,), name=name, module=self)
-        return _check_context(self, context, x.shape[0], x)
 
     def _sequential(self, given: torch.Tensor, context, inverse: bool):
         # Iterate the solve D times from zero; pass t fixes the t-th coordinate of the order.
@@ -242,7 +221,6 @@ class AutoregressiveBijection(nn.Module):
     def forward(self, z: torch.Tensor, context: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent to data: ``(batch, D)[, (batch, C)] -> (x (batch, D), log|det dx/dz| (batch,))``."""
-        context = self._check(z, "z", context)
         if self.mode == "iaf":
             x, log_det = self.elementwise(z, self.made(z, context), inverse=False)
         else:
@@ -252,7 +230,6 @@ class AutoregressiveBijection(nn.Module):
     def reverse(self, x: torch.Tensor, context: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Data to latent: ``(batch, D)[, (batch, C)] -> (z (batch, D), log|det dz/dx| (batch,))``."""
-        context = self._check(x, "x", context)
         if self.mode == "maf":
             z, log_det = self.elementwise(x, self.made(x, context), inverse=True)
         else:
@@ -450,7 +427,7 @@ class NeuralAutoregressive(AutoregressiveBijection):
         return z, -torch.log(self.monotone(z, *p)[1])
 
 
-class Permutation(nn.Module):
+class Permutation(Bijection):
     r"""Reorder the coordinates: :math:`x_i = z_{\pi(i)}`; volume preserving (log-det 0).
 
     Placed between autoregressive layers so that every coordinate is, in some layer, early in
@@ -474,6 +451,7 @@ class Permutation(nn.Module):
         if not perm or sorted(perm) != list(range(len(perm))):
             raise ValueError(f"expected a permutation of range(D), got {perm}")
         self.dim = len(perm)
+        self.event_shape = (self.dim,)
         self.register_buffer("permutation", torch.tensor(perm, dtype=torch.long))
         self.register_buffer("inverse_permutation", torch.argsort(self.permutation))
 
@@ -483,52 +461,17 @@ class Permutation(nn.Module):
         check_positive_int(dim, name="dim")
         return cls(list(range(dim - 1, -1, -1)))
 
-    def _permute(self, x: torch.Tensor, name: str, index: torch.Tensor):
-        check_field(x, (self.dim,), name=name)
+    @staticmethod
+    def _permute(x: torch.Tensor, index: torch.Tensor):
         return x[:, index], x.new_zeros(x.shape[0])
 
     def forward(self, z: torch.Tensor, context: torch.Tensor | None = None):
         """``(batch, D) -> ((batch, D), zeros (batch,))``; ``context`` is ignored."""
-        return self._permute(z, "z", self.permutation)
+        return self._permute(z, self.permutation)
 
     def reverse(self, x: torch.Tensor, context: torch.Tensor | None = None):
         """``(batch, D) -> ((batch, D), zeros (batch,))``; ``context`` is ignored."""
-        return self._permute(x, "x", self.inverse_permutation)
-
-
-class Inverse(nn.Module):
-    r"""A bijection with its directions swapped: ``forward`` is the wrapped layer's ``reverse``.
-
-    Turns a cheap-sampling layer into a cheap-density one and back: ``Inverse(iaf_layer)`` has
-    the costs of a MAF. The polynomial flow of Jaini et al. (arXiv:1905.02325) maps data to
-    latent by the polynomial; that is ``Inverse(SumOfSquaresPolynomial(..., mode="iaf"))``.
-
-    Args:
-        layer: a bijection with ``forward`` and ``reverse`` (optionally taking a context).
-
-    Shapes:
-        those of ``layer``.
-    """
-
-    def __init__(self, layer: nn.Module):
-        super().__init__()
-        self.layer = layer
-
-    @property
-    def conditional(self) -> bool:
-        return bool(getattr(self.layer, "conditional", False))
-
-    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None):
-        """The wrapped layer's ``reverse``."""
-        if context is None:
-            return self.layer.reverse(z)
-        return self.layer.reverse(z, context)
-
-    def reverse(self, x: torch.Tensor, context: torch.Tensor | None = None):
-        """The wrapped layer's ``forward``."""
-        if context is None:
-            return self.layer.forward(x)
-        return self.layer.forward(x, context)
+        return self._permute(x, self.inverse_permutation)
 
 
 KINDS = ("affine", "spline", "naf", "sos")

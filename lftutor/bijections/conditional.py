@@ -41,13 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lftutor._checks import check_field, check_positive_int
-from lftutor.bijections.autoregressive import (
-    ACTIVATIONS,
-    MADE,
-    MaskedAffineAutoregressive,
-    _check_context,
-)
+from lftutor._checks import check_positive_int
+from lftutor.bijections.autoregressive import ACTIVATIONS, MADE, MaskedAffineAutoregressive
+from lftutor.bijections.base import Bijection
 from lftutor.bijections.monotone import solve_monotone
 
 
@@ -113,7 +109,7 @@ def _context_net(context_dim: int, out: int, hidden_sizes: Sequence[int], activa
     return nn.Sequential(*layers)
 
 
-class ConditionalPlanar(nn.Module):
+class ConditionalPlanar(Bijection):
     r"""Planar layer :math:`x = z + \hat u\tanh(w^\top z + b)` with :math:`(u, w, b) = g_\psi(c)`.
 
     :math:`g_\psi` is a linear map of the context (``hidden_sizes=()``, as in the VAE of
@@ -144,8 +140,6 @@ class ConditionalPlanar(nn.Module):
         True
     """
 
-    conditional = True
-
     def __init__(self, dim: int, context_dim: int, *, hidden_sizes: Sequence[int] = (),
                  hidden: int = 0, activation: str = "tanh", odd: bool = False):
         super().__init__()
@@ -159,6 +153,7 @@ class ConditionalPlanar(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"expected activation in {sorted(ACTIVATIONS)}, got {activation!r}")
         self.dim, self.context_dim, self.odd = dim, context_dim, bool(odd)
+        self.event_shape = (dim,)
         self.net = _context_net(context_dim, 2 * dim + 1, hidden_sizes, activation)
         last = self.net[-1]
         with torch.no_grad():
@@ -173,18 +168,12 @@ class ConditionalPlanar(nn.Module):
             b = torch.zeros_like(b)
         return planar_u_hat(u, w), w, b
 
-    def _check(self, x, name, context):
-        check_field(x, (self.dim,), name=name, module=self)
-        return _check_context(self, context, x.shape[0], x)
-
     def forward(self, z: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(batch, D), (batch, C) -> (x (batch, D), log|det dx/dz| (batch,))``."""
-        context = self._check(z, "z", context)
         return planar_transform(z, *self.parameters_for(context))
 
     def reverse(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(batch, D), (batch, C) -> (z (batch, D), log|det dz/dx| (batch,))``."""
-        context = self._check(x, "x", context)
         return planar_inverse(x, *self.parameters_for(context))
 
 
@@ -291,7 +280,7 @@ def _is_conditional(layer: nn.Module) -> bool:
     return bool(getattr(layer, "conditional", False))
 
 
-class ConditionalFlow(nn.Module):
+class ConditionalFlow(Bijection):
     r"""A standard normal base and a stack of (conditional) layers: :math:`q(x\mid c)`.
 
     .. math::

@@ -46,23 +46,13 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from lftutor._checks import check_matches_parameters, check_positive_int
+from lftutor._checks import check_positive_int
+from lftutor.bijections.base import Bijection, Inverse
 from lftutor.bijections.trace import PROBES, exact_trace, hutchinson_trace, sample_probe
 
+__all__ = ["FIELDS", "TRACES", "ContinuousFlow", "Inverse", "LinearField", "MLPField", "PlanarField", "make_cnf"]
+
 TRACES = ("exact", "hutchinson")
-
-
-def _check_points(x, dim: int, *, name: str, module: nn.Module | None = None) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"expected {name} to be a torch.Tensor of shape (batch, {dim}), "
-                         f"got {type(x).__name__}")
-    if x.dim() != 2 or x.shape[1] != dim:
-        raise ValueError(f"expected {name} of shape (batch, {dim}), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"expected {name} to have a floating dtype, got {x.dtype}")
-    if module is not None:
-        check_matches_parameters(x, module, name=name)
-    return x
 
 
 class PlanarField(nn.Module):
@@ -199,7 +189,7 @@ class _Plain(nn.Module):
         return self.field(t, z)
 
 
-class ContinuousFlow(nn.Module):
+class ContinuousFlow(Bijection):
     r"""The bijection :math:`z(0)\mapsto z(t_1)` of the ODE :math:`dz/dt = f(z, t)`.
 
     ``forward`` integrates from 0 to :math:`t_1` the augmented system
@@ -248,6 +238,7 @@ class ContinuousFlow(nn.Module):
             raise ValueError(f"expected t1 > 0, got {t1}")
         self.field = field
         self.dim = int(field.dim)
+        self.event_shape = (self.dim,)
         self.t1 = float(t1)
         self.trace = trace
         self.probe = probe
@@ -290,11 +281,9 @@ class ContinuousFlow(nn.Module):
         return ys[-1], ls[-1]
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_points(z, self.dim, name="z", module=self)
         return self._integrate(z, 0.0, self.t1)
 
     def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_points(x, self.dim, name="x", module=self)
         return self._integrate(x, self.t1, 0.0)
 
     def trajectory(self, z: torch.Tensor, times: torch.Tensor | Sequence[float] | None = None
@@ -306,7 +295,7 @@ class ContinuousFlow(nn.Module):
         Returns:
             ``(len(times), batch, D)``.
         """
-        _check_points(z, self.dim, name="z", module=self)
+        self.check_input(z, "z")
         if times is None:
             times = torch.linspace(0.0, self.t1, 21)
         times = torch.as_tensor(times, dtype=z.dtype, device=z.device)
@@ -318,29 +307,6 @@ class ContinuousFlow(nn.Module):
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, t1={self.t1}, trace={self.trace!r}, probe={self.probe!r}, "
                 f"method={self.method!r}, rtol={self.rtol}, atol={self.atol}, adjoint={self.adjoint}")
-
-
-class Inverse(nn.Module):
-    r"""A bijection with ``forward`` and ``reverse`` swapped.
-
-    Puts the closed-form direction of a discrete layer on the data side: a stack of
-    ``Inverse(Planar(2))`` evaluates :math:`\log q(x)` in closed form (fast maximum likelihood)
-    but can only sample by solving each layer's equation numerically, the situation that a
-    continuous flow, invertible by the same solver in both directions, avoids.
-
-    Shapes:
-        as the wrapped layer's, directions exchanged.
-    """
-
-    def __init__(self, layer: nn.Module):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.layer.reverse(z)
-
-    def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.layer.forward(x)
 
 
 FIELDS = {"planar": PlanarField, "mlp": MLPField}

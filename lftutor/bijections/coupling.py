@@ -11,12 +11,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lftutor._checks import (
-    check_field,
-    check_lattice_shape,
-    check_matches_parameters,
-    check_positive_int,
-)
+from lftutor._checks import check_lattice_shape, check_positive_int
+from lftutor.bijections.base import Bijection
+
+__all__ = ["AffineCoupling", "SimpleCouplingLayer", "make_checker_mask", "make_conv_net",
+           "make_phi4_affine_layers"]
 
 
 def make_checker_mask(lattice_shape: Sequence[int], parity: int, *, dtype=torch.float32,
@@ -48,7 +47,7 @@ def make_checker_mask(lattice_shape: Sequence[int], parity: int, *, dtype=torch.
     return (total % 2 == 0).to(dtype=dtype, device=device)
 
 
-class SimpleCouplingLayer(nn.Module):
+class SimpleCouplingLayer(Bijection):
     r"""Coupling layer on points of the plane, ``x = (x_1, x_2)``, shape ``(batch, 2)``.
 
     .. math::
@@ -69,20 +68,17 @@ class SimpleCouplingLayer(nn.Module):
         True
     """
 
+    input_names = ("x", "y")
+
     def __init__(self, hidden: int = 8):
         super().__init__()
         check_positive_int(hidden, name="hidden")
+        self.event_shape = (2,)
         self.s = nn.Sequential(
             nn.Linear(1, hidden), nn.ReLU(),
             nn.Linear(hidden, hidden), nn.ReLU(),
             nn.Linear(hidden, 1), nn.Tanh(),
         )
-
-    def _check(self, x: torch.Tensor, name: str) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != 2:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected {name} of shape (batch, 2), got {got}")
-        check_matches_parameters(x, self, name=name)
 
     def scale(self, x2: torch.Tensor) -> torch.Tensor:
         """The log-scale :math:`s(x_2)`, shape ``(batch,)`` from ``(batch,)``."""
@@ -90,14 +86,12 @@ class SimpleCouplingLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(batch, 2) -> ((batch, 2), (batch,))``: apply g and return its log-Jacobian."""
-        self._check(x, "x")
         x1, x2 = x[:, 0], x[:, 1]
         s = self.scale(x2)
         return torch.stack((torch.exp(s) * x1, x2), dim=-1), s
 
     def reverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(batch, 2) -> ((batch, 2), (batch,))``: apply g^{-1} and its log-Jacobian."""
-        self._check(y, "y")
         y1, y2 = y[:, 0], y[:, 1]
         s = self.scale(y2)
         return torch.stack((torch.exp(-s) * y1, y2), dim=-1), -s
@@ -144,7 +138,7 @@ def make_conv_net(*, hidden_sizes: Sequence[int], kernel_size: int, in_channels:
     return nn.Sequential(*net)
 
 
-class AffineCoupling(nn.Module):
+class AffineCoupling(Bijection):
     r"""Affine coupling layer on lattice fields (Real NVP, arXiv:1605.08803; arXiv:2101.08176).
 
     The mask :math:`m(x)\in\{0,1\}` marks the *frozen* sites (``1``) that condition the update
@@ -171,6 +165,9 @@ class AffineCoupling(nn.Module):
         ``forward``/``reverse``: ``(batch, *lattice_shape) -> ((batch, *lattice_shape), (batch,))``.
     """
 
+    input_names = ("z", "phi")
+    shape_hint = "this layer's mask has shape {event_shape}"
+
     def __init__(self, net: nn.Module, mask: torch.Tensor, *, shift_only: bool = False):
         super().__init__()
         self.shift_only = bool(shift_only)
@@ -181,7 +178,7 @@ class AffineCoupling(nn.Module):
             raise ValueError("expected a mask with both frozen (1) and updated (0) sites")
         self.net = net
         self.register_buffer("mask", mask.to(torch.get_default_dtype()))
-        self.lattice_shape = tuple(mask.shape)
+        self.lattice_shape = self.event_shape = tuple(mask.shape)
 
     def _s_t(self, frozen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.net(frozen.unsqueeze(1))
@@ -193,15 +190,8 @@ class AffineCoupling(nn.Module):
             return torch.zeros_like(out[:, 0]), out[:, 0]
         return out[:, 0], out[:, 1]
 
-    def _check(self, x: torch.Tensor, name: str) -> None:
-        try:
-            check_field(x, self.lattice_shape, name=name, module=self)
-        except ValueError as err:
-            raise ValueError(f"{err} (this layer's mask has shape {self.lattice_shape})") from None
-
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent to field: ``(batch, *L) -> ((batch, *L), (batch,))``."""
-        self._check(z, "z")
         m = self.mask.to(z.dtype)
         s, t = self._s_t(m * z)
         phi = m * z + (1 - m) * (z * torch.exp(s) + t)
@@ -209,7 +199,6 @@ class AffineCoupling(nn.Module):
 
     def reverse(self, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Field to latent: ``(batch, *L) -> ((batch, *L), (batch,))``."""
-        self._check(phi, "phi")
         m = self.mask.to(phi.dtype)
         s, t = self._s_t(m * phi)
         z = m * phi + (1 - m) * (phi - t) * torch.exp(-s)

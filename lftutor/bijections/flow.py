@@ -13,9 +13,12 @@ import torch
 from torch import nn
 
 from lftutor._checks import check_positive_int
+from lftutor.bijections.base import Bijection
+
+__all__ = ["Flow", "apply_flow_to_prior"]
 
 
-class Flow(nn.Module):
+class Flow(Bijection):
     r"""Prior plus a stack of bijections, itself a bijection with the package convention.
 
     Args:

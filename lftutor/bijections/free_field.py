@@ -18,16 +18,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lftutor._checks import check_field, check_lattice_shape, check_positive_int
+from lftutor._checks import check_lattice_shape, check_positive_int
+from lftutor.bijections.base import Bijection
 from lftutor.bijections.coupling import AffineCoupling, make_checker_mask
 from lftutor.bijections.flow import Flow
 from lftutor.bijections.partitions import get_partition
 from lftutor.lattice.priors import SimpleNormal
 
+__all__ = ["ACTIVATIONS", "GFF_MODELS", "DenseCoupling", "DiagonalScale", "equivariant_linear_model", "exact_kl",
+           "linear_coupling_model", "nonlinear_coupling_model", "volume"]
+
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
 
 
-class DenseCoupling(nn.Module):
+class DenseCoupling(Bijection):
     r"""Coupling layer whose conditioner sees all frozen sites at once (no locality assumed).
 
     With frozen sites :math:`z_A` (mask 1) and updated sites :math:`z_B` (mask 0):
@@ -49,6 +53,8 @@ class DenseCoupling(nn.Module):
         shift_only: additive coupling (no scale).
     """
 
+    input_names = ("z", "phi")
+
     def __init__(self, mask: torch.Tensor, *, hidden_sizes: Sequence[int] = (),
                  activation: str = "tanh", shift_only: bool = True):
         super().__init__()
@@ -57,7 +63,7 @@ class DenseCoupling(nn.Module):
             raise ValueError("expected a mask of 0s and 1s with both frozen (1) and updated (0) sites")
         if activation not in ACTIVATIONS:
             raise ValueError(f"expected activation among {sorted(ACTIVATIONS)}, got {activation!r}")
-        self.lattice_shape = tuple(mask.shape)
+        self.lattice_shape = self.event_shape = tuple(mask.shape)
         flat = mask.flatten().bool()
         self.register_buffer("idx_a", torch.nonzero(flat).flatten())
         self.register_buffer("idx_b", torch.nonzero(~flat).flatten())
@@ -81,7 +87,6 @@ class DenseCoupling(nn.Module):
         return s, t
 
     def _couple(self, x: torch.Tensor, sign: int) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(x, self.lattice_shape, name="z" if sign > 0 else "phi", module=self)
         flat = x.flatten(1)
         x_a, x_b = flat[:, self.idx_a], flat[:, self.idx_b]
         s, t = self._s_t(x_a)
@@ -100,7 +105,7 @@ class DenseCoupling(nn.Module):
         return self._couple(phi, -1)
 
 
-class DiagonalScale(nn.Module):
+class DiagonalScale(Bijection):
     r"""Learned elementwise rescaling :math:`\phi = e^{d}\odot z`, :math:`\log|\det| = \sum_x d_x`.
 
     Args:
@@ -109,9 +114,12 @@ class DiagonalScale(nn.Module):
             the layer commutes with even shifts); else one per site.
     """
 
+    input_names = ("z", "phi")
+    match_parameters = False  # the log-scales are converted to the input's dtype
+
     def __init__(self, lattice_shape: Sequence[int], *, equivariant: bool = False):
         super().__init__()
-        self.lattice_shape = check_lattice_shape(lattice_shape)
+        self.lattice_shape = self.event_shape = check_lattice_shape(lattice_shape)
         self.equivariant = bool(equivariant)
         if self.equivariant:
             self.register_buffer("parity", make_checker_mask(self.lattice_shape, 0))
@@ -126,12 +134,10 @@ class DiagonalScale(nn.Module):
         return self.log_scale
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(z, self.lattice_shape, name="z")
         d = self.field().to(z.dtype)
         return z * torch.exp(d), d.sum().expand(z.shape[0])
 
     def reverse(self, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(phi, self.lattice_shape, name="phi")
         d = self.field().to(phi.dtype)
         return phi * torch.exp(-d), (-d.sum()).expand(phi.shape[0])
 

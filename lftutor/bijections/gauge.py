@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lftutor._checks import check_matches_parameters, check_positive_int
+from lftutor._checks import check_positive_int
+from lftutor.bijections.base import Bijection
 from lftutor.bijections.flow import Flow
 from lftutor.lattice.u1 import TWO_PI, check_links, lattice_shape_of, plaquettes, wrap
 
@@ -136,6 +137,14 @@ def circle_map(x: torch.Tensor, params: torch.Tensor, *, inverse: bool = False
     return wrap(y + t), log_det
 
 
+class LinkBijection(Bijection):
+    """A bijection of U(1) link angles, ``(batch, 2, L0, L1)``: the input check of
+    :func:`lftutor.lattice.u1.check_links` (its messages speak of links) instead of a field's."""
+
+    def check_event(self, x, name: str) -> None:
+        check_links(x, self.event_shape[1:], name=name)
+
+
 def make_u1_masks(lattice, mu: int, offset: int) -> dict[str, torch.Tensor]:
     r"""Masks of one gauge-equivariant layer (arXiv:2003.06413, Fig. 2).
 
@@ -184,7 +193,7 @@ def make_conv_conditioner(in_channels: int, out_channels: int, hidden_channels: 
     return nn.Sequential(*layers)
 
 
-class GaugeEquivariantCoupling(nn.Module):
+class GaugeEquivariantCoupling(LinkBijection):
     r"""One gauge-equivariant coupling layer: a stripe of :math:`\mu`-links through plaquettes.
 
     See the module docstring for the update and its Jacobian.
@@ -212,6 +221,7 @@ class GaugeEquivariantCoupling(nn.Module):
                  kernel_size: int = 3, n_bins: int = 8):
         super().__init__()
         self.lattice_shape = lattice_shape_of(lattice)
+        self.event_shape = (2, *self.lattice_shape)
         check_positive_int(n_bins, name="n_bins")
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size % 2 == 0 \
                 or kernel_size <= 0:
@@ -226,8 +236,6 @@ class GaugeEquivariantCoupling(nn.Module):
         return f"mu={self.mu}, offset={self.offset}"
 
     def _transform(self, theta: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        check_links(theta, self.lattice_shape, name="x" if inverse else "z")
-        check_matches_parameters(theta, self, name="x" if inverse else "z")
         plaq = plaquettes(theta)
         frozen = self.frozen.to(theta.dtype)
         features = torch.stack([torch.cos(plaq) * frozen, torch.sin(plaq) * frozen], dim=1)
@@ -318,5 +326,5 @@ def make_u1_flow(lattice, *, n_layers: int = 16, hidden_channels: Sequence[int] 
     return Flow(UniformLinkPrior(lattice, dtype=dtype), layers).to(dtype)
 
 
-__all__ = ["STRIPE_ORDERS", "GaugeEquivariantCoupling", "UniformLinkPrior", "circle_map", "circular_spline",
-           "make_conv_conditioner", "make_u1_flow", "make_u1_masks"]
+__all__ = ["STRIPE_ORDERS", "GaugeEquivariantCoupling", "LinkBijection", "UniformLinkPrior", "circle_map",
+           "circular_spline", "make_conv_conditioner", "make_u1_flow", "make_u1_masks"]

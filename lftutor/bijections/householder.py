@@ -17,7 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lftutor._checks import check_field, check_positive_int
+from lftutor._checks import check_positive_int
+from lftutor.bijections.base import Bijection
+
+__all__ = ["DiagonalAffine", "Householder", "householder_matrix"]
 
 
 def householder_matrix(vs: torch.Tensor) -> torch.Tensor:
@@ -32,7 +35,7 @@ def householder_matrix(vs: torch.Tensor) -> torch.Tensor:
     return q
 
 
-class Householder(nn.Module):
+class Householder(Bijection):
     r"""A stack of :math:`K` reflections, :math:`x = H_{v_K}\cdots H_{v_1} z`; ``log_det`` is zero.
 
     Args:
@@ -54,6 +57,7 @@ class Householder(nn.Module):
     def __init__(self, dim: int, *, n_reflections: int = 2, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.dim = check_positive_int(dim, name="dim")
+        self.event_shape = (dim,)
         check_positive_int(n_reflections, name="n_reflections")
         self.vs = nn.Parameter(torch.randn(n_reflections, dim, dtype=dtype))
 
@@ -62,19 +66,17 @@ class Householder(nn.Module):
         return x - 2 * (x @ v)[:, None] * v / (v @ v).clamp_min(1e-30)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(z, (self.dim,), name="z", module=self)
         for v in self.vs:
             z = self._reflect(z, v)
         return z, z.new_zeros(z.shape[0])
 
     def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(x, (self.dim,), name="x", module=self)
         for v in reversed(self.vs):
             x = self._reflect(x, v)
         return x, x.new_zeros(x.shape[0])
 
 
-class DiagonalAffine(nn.Module):
+class DiagonalAffine(Bijection):
     r"""Elementwise :math:`x = \mu + e^{s}\odot z`; :math:`\log|\det| = \sum_i s_i`.
 
     Shapes:
@@ -84,13 +86,12 @@ class DiagonalAffine(nn.Module):
     def __init__(self, dim: int, *, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.dim = check_positive_int(dim, name="dim")
+        self.event_shape = (dim,)
         self.shift = nn.Parameter(torch.zeros(dim, dtype=dtype))
         self.log_scale = nn.Parameter(torch.zeros(dim, dtype=dtype))
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(z, (self.dim,), name="z", module=self)
         return self.shift + torch.exp(self.log_scale) * z, self.log_scale.sum().expand(z.shape[0])
 
     def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(x, (self.dim,), name="x", module=self)
         return (x - self.shift) * torch.exp(-self.log_scale), (-self.log_scale.sum()).expand(x.shape[0])

@@ -35,8 +35,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lftutor._checks import check_field, check_lattice_shape, check_positive_int
-from lftutor.bijections.splines import SplineCoupling, ZeroModeSpline, _spline, make_sublattice_masks
+from lftutor._checks import check_lattice_shape, check_positive_int
+from lftutor.bijections.splines import SplineCoupling, ZeroModeSpline, make_sublattice_masks
+
+__all__ = ["OddSplineCoupling", "OddZeroModeSpline", "make_phi4_odd_spline_layers", "mirror_index"]
 
 
 def mirror_index(n_bins: int) -> torch.Tensor:
@@ -89,23 +91,11 @@ class OddSplineCoupling(SplineCoupling):
                          hidden_sizes=hidden_sizes, n_bins=n_bins, bound=bound)
         self.register_buffer("mirror", mirror_index(n_bins))
 
-    def _transform(self, x: torch.Tensor, name: str, inverse: bool):
-        check_field(x, self.lattice_shape, name=name, module=self)
-        flat = x.flatten(1)
-        batch = x.shape[0]
-        n_update, n_features = self.neighbour_index.shape
-        if n_features:
-            features = flat.index_select(1, self.neighbour_index.flatten())
-            features = features.view(batch, n_update, n_features)
-        else:  # nothing to condition on: one learned spline, made odd
-            features = flat.new_zeros(batch, n_update, 1)
+    def spline_parameters(self, features: torch.Tensor) -> torch.Tensor:
+        r""":math:`\theta(c) + \mathcal M\theta(-c)`: the conditioner runs once on ``c`` and ``-c``."""
+        batch = features.shape[0]
         both = self.net(torch.cat([features, -features]))  # theta(c) and theta(-c), one pass
-        params = both[:batch] + both[batch:].index_select(-1, self.mirror)
-        k = self.n_bins
-        y, log_det = _spline(flat.index_select(1, self.update_index),
-                             params[..., :2 * k].unflatten(-1, (2, k)), params[..., 2 * k:],
-                             bound=self.bound, inverse=inverse)
-        return flat.index_copy(1, self.update_index, y).view_as(x), log_det.sum(dim=1)
+        return both[:batch] + both[batch:].index_select(-1, self.mirror)
 
 
 class OddZeroModeSpline(ZeroModeSpline):
@@ -131,17 +121,10 @@ class OddZeroModeSpline(ZeroModeSpline):
         True
     """
 
-    def _transform(self, x: torch.Tensor, name: str, inverse: bool):
-        check_field(x, self.lattice_shape, name=name, module=self)
-        u = x.flatten(1).sum(dim=1) / self.sqrt_volume
-        n = u.shape[0]
-        wh = torch.stack([self.widths, self.heights])
-        wh = wh + wh.flip(-1)
-        d = self.derivatives + self.derivatives.flip(-1)
-        v, log_det = _spline(u, wh.expand(n, -1, -1), d.expand(n, -1), bound=self.bound,
-                             inverse=inverse)
-        shift = ((v - u) / self.sqrt_volume).view(n, *([1] * len(self.lattice_shape)))
-        return x + shift, log_det
+    def spline_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`\theta + \mathcal M\theta`: widths and heights ``(2, K)``, derivatives ``(K - 1,)``."""
+        wh, d = super().spline_parameters()
+        return wh + wh.flip(-1), d + d.flip(-1)
 
 
 def make_phi4_odd_spline_layers(*, lattice_shape: Sequence[int], n_even_layers: int = 4,

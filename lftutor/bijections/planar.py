@@ -40,7 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lftutor._checks import check_field, check_positive_int
+from lftutor._checks import check_positive_int
+from lftutor.bijections.base import Bijection
+
+__all__ = ["Planar", "solve_increasing"]
 
 
 def solve_increasing(fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
@@ -80,11 +83,7 @@ def solve_increasing(fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tens
     return a
 
 
-def _check_input(z: torch.Tensor, dim: int, module: nn.Module, name: str) -> None:
-    check_field(z, (dim,), name=name, module=module)
-
-
-class Planar(nn.Module):
+class Planar(Bijection):
     r"""One planar layer :math:`f(z) = z + \hat u\tanh(w^\top z + b)` on vectors of dimension ``dim``.
 
     Args:
@@ -110,6 +109,7 @@ class Planar(nn.Module):
     def __init__(self, dim: int, *, init_scale: float = 0.5, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.dim = check_positive_int(dim, name="dim")
+        self.event_shape = (dim,)
         self.w = nn.Parameter(init_scale * torch.randn(dim, dtype=dtype))
         self.u = nn.Parameter(init_scale * torch.randn(dim, dtype=dtype))
         self.b = nn.Parameter(torch.zeros((), dtype=dtype))
@@ -120,7 +120,6 @@ class Planar(nn.Module):
         return self.u + (-1 + F.softplus(wu) - wu) * self.w / (self.w @ self.w).clamp_min(1e-12)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_input(z, self.dim, self, "z")
         u = self.u_hat()
         a = z @ self.w + self.b
         t = torch.tanh(a)
@@ -129,7 +128,6 @@ class Planar(nn.Module):
         return x, log_det
 
     def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _check_input(x, self.dim, self, "x")
         u = self.u_hat()
         c = self.w @ u
         y = x @ self.w + self.b  # = a + c tanh(a)

@@ -55,11 +55,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lftutor._checks import check_matches_parameters, check_positive_int
+from lftutor._checks import check_positive_int
 from lftutor.bijections.flow import Flow
-from lftutor.bijections.gauge import UniformLinkPrior, circle_map
+from lftutor.bijections.gauge import LinkBijection, UniformLinkPrior, circle_map
 from lftutor.bijections.symmetry import Z2Symmetric
-from lftutor.lattice.u1 import check_links, lattice_shape_of, plaquettes, wrap
+from lftutor.lattice.u1 import lattice_shape_of, plaquettes, wrap
 
 
 def snake_path(lattice) -> dict[str, torch.Tensor]:
@@ -102,7 +102,7 @@ def snake_path(lattice) -> dict[str, torch.Tensor]:
             "sign": torch.tensor(signs, dtype=torch.float64)}
 
 
-class PlaquetteChainLayer(nn.Module):
+class PlaquetteChainLayer(LinkBijection):
     r"""Sets the plaquettes one after another along a path (see the module docstring).
 
     Args:
@@ -124,6 +124,7 @@ class PlaquetteChainLayer(nn.Module):
     def __init__(self, lattice, *, hidden: Sequence[int] = (64, 64), n_bins: int = 16):
         super().__init__()
         self.lattice_shape = lattice_shape_of(lattice)
+        self.event_shape = (2, *self.lattice_shape)
         check_positive_int(n_bins, name="n_bins")
         hidden = list(hidden)
         if not hidden:
@@ -154,10 +155,6 @@ class PlaquetteChainLayer(nn.Module):
         weight, bias = self.context_weight[position], self.context_bias[position]
         return self.head(torch.einsum("...c,...ch->...h", features, weight) + bias)
 
-    def _check(self, theta: torch.Tensor, name: str) -> None:
-        check_links(theta, self.lattice_shape, name=name)
-        check_matches_parameters(theta, self, name=name)
-
     def _move_links(self, theta: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
         """Move the path links so that plaquette ``i`` changes by ``change[:, i]`` (``i < V-1``).
 
@@ -171,7 +168,6 @@ class PlaquetteChainLayer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent to links, sequential along the path: ``(batch, 2, L0, L1) -> (same, (batch,))``."""
-        self._check(z, "z")
         x = wrap(plaquettes(z).flatten(1).index_select(1, self.plaquette_index))
         s_prev = z.new_zeros(z.shape[0])
         ys, log_det = [], z.new_zeros(z.shape[0])
@@ -184,7 +180,6 @@ class PlaquetteChainLayer(nn.Module):
 
     def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Links to latent, one parallel pass: ``(batch, 2, L0, L1) -> (same, (batch,))``."""
-        self._check(x, "x")
         y = wrap(plaquettes(x).flatten(1).index_select(1, self.plaquette_index))
         s_prev = torch.cumsum(y, dim=1) - y  # S_{i-1}, the sum of the angles set before step i
         x_old, ld = circle_map(y, self._params(s_prev, slice(None)), inverse=True)

@@ -14,10 +14,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lftutor._checks import check_field, check_lattice_shape
+from lftutor._checks import check_lattice_shape
+from lftutor.bijections.base import Bijection
+
+__all__ = ["FourierScale"]
 
 
-class FourierScale(nn.Module):
+class FourierScale(Bijection):
     r"""Scale every Fourier mode by a learned positive factor: a circulant, symmetric linear map.
 
     .. math::
@@ -46,9 +49,12 @@ class FourierScale(nn.Module):
         (True, torch.Size([3]))
     """
 
+    input_names = ("z", "phi")
+    match_parameters = False  # the log-scales are converted to the input's dtype
+
     def __init__(self, lattice_shape: Sequence[int]):
         super().__init__()
-        self.lattice_shape = check_lattice_shape(lattice_shape)
+        self.lattice_shape = self.event_shape = check_lattice_shape(lattice_shape)
         half = (*self.lattice_shape[:-1], self.lattice_shape[-1] // 2 + 1)
         self.log_scale = nn.Parameter(torch.zeros(half))
         # How many of the V momenta each half-spectrum entry stands for (k and -k, or itself).
@@ -90,8 +96,7 @@ class FourierScale(nn.Module):
             keep[..., last] = True
         return torch.where(keep, sym, s)
 
-    def _transform(self, x: torch.Tensor, name: str, sign: float):
-        check_field(x, self.lattice_shape, name=name)
+    def _transform(self, x: torch.Tensor, sign: float):
         s = self._symmetric_log_scale().to(x.dtype)
         x_k = torch.fft.rfftn(x, dim=self.dims)
         y = torch.fft.irfftn(x_k * torch.exp(sign * s), s=self.lattice_shape, dim=self.dims)
@@ -100,8 +105,8 @@ class FourierScale(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent to field: ``(batch, *L) -> ((batch, *L), (batch,))``."""
-        return self._transform(z, "z", 1.0)
+        return self._transform(z, 1.0)
 
     def reverse(self, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Field to latent: ``(batch, *L) -> ((batch, *L), (batch,))``."""
-        return self._transform(phi, "phi", -1.0)
+        return self._transform(phi, -1.0)

@@ -31,10 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lftutor._checks import check_field, check_positive_int
+from lftutor._checks import check_positive_int
+from lftutor.bijections.base import Bijection
+
+__all__ = ["Radial"]
 
 
-class Radial(nn.Module):
+class Radial(Bijection):
     r"""One radial layer :math:`f(z) = z + \beta (z - z_0)/(\alpha + \|z - z_0\|)`.
 
     Args:
@@ -57,6 +60,7 @@ class Radial(nn.Module):
     def __init__(self, dim: int, *, init_scale: float = 1.0, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.dim = check_positive_int(dim, name="dim")
+        self.event_shape = (dim,)
         self.z0 = nn.Parameter(init_scale * torch.randn(dim, dtype=dtype))
         self.alpha_raw = nn.Parameter(torch.randn((), dtype=dtype))
         self.beta_raw = nn.Parameter(torch.randn((), dtype=dtype))
@@ -72,7 +76,6 @@ class Radial(nn.Module):
         return (self.dim - 1) * torch.log(one_plus) + torch.log(one_plus - beta * h**2 * r)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(z, (self.dim,), name="z", module=self)
         alpha, beta = self.alpha_beta()
         d = z - self.z0
         r = d.norm(dim=1)
@@ -80,7 +83,6 @@ class Radial(nn.Module):
         return x, self._log_det(r, alpha, beta)
 
     def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(x, (self.dim,), name="x", module=self)
         alpha, beta = self.alpha_beta()
         d = x - self.z0
         big_r = d.norm(dim=1)

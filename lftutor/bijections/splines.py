@@ -26,7 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lftutor._checks import check_field, check_lattice_shape, check_positive_int
+from lftutor._checks import check_lattice_shape, check_positive_int
+from lftutor.bijections.base import Bijection
+
+__all__ = ["DEFAULT_MIN_BIN", "DEFAULT_MIN_DERIVATIVE", "SplineCoupling", "ZeroModeSpline",
+           "make_even_colour_masks", "make_phi4_spline_layers", "make_sublattice_masks",
+           "rational_quadratic_spline"]
 
 DEFAULT_MIN_BIN = 1e-3
 DEFAULT_MIN_DERIVATIVE = 1e-3
@@ -148,7 +153,7 @@ def _softmax(x: torch.Tensor, *, fused: bool) -> torch.Tensor:
     return e / e.sum(dim=-1, keepdim=True)
 
 
-class SplineCoupling(nn.Module):
+class SplineCoupling(Bijection):
     r"""Rational-quadratic spline coupling that updates one set of sites given nearby others.
 
     With masks :math:`u(x)` (updated sites) and :math:`c(x)` (conditioning sites),
@@ -187,6 +192,8 @@ class SplineCoupling(nn.Module):
         (True, torch.Size([3]))
     """
 
+    input_names = ("z", "phi")
+
     def __init__(self, update_mask: torch.Tensor, condition_mask: torch.Tensor, *,
                  kernel_size: int = 3, hidden_sizes: Sequence[int] = (32, 32), n_bins: int = 8,
                  bound: float = 5.0):
@@ -213,7 +220,7 @@ class SplineCoupling(nn.Module):
         if not bound > 0:
             raise ValueError(f"expected a positive bound, got {bound!r}")
         self.n_bins, self.bound = n_bins, float(bound)
-        self.lattice_shape = tuple(update_mask.shape)
+        self.lattice_shape = self.event_shape = tuple(update_mask.shape)
         neighbours = _window_indices(update_mask.bool(), condition_mask.bool(), kernel_size)
         self.register_buffer("update_index", torch.nonzero(update_mask.flatten()).squeeze(1))
         self.register_buffer("neighbour_index", neighbours)  # (n_update, n_features)
@@ -226,8 +233,11 @@ class SplineCoupling(nn.Module):
         nn.init.zeros_(last.bias)
         self.net = nn.Sequential(*net, last)
 
-    def _transform(self, x: torch.Tensor, name: str, inverse: bool):
-        check_field(x, self.lattice_shape, name=name, module=self)
+    def spline_parameters(self, features: torch.Tensor) -> torch.Tensor:
+        """The conditioner: ``(batch, n_update, n_features) -> (batch, n_update, 3K - 1)``."""
+        return self.net(features)
+
+    def _transform(self, x: torch.Tensor, inverse: bool):
         flat = x.flatten(1)
         n_update, n_features = self.neighbour_index.shape
         if n_features:
@@ -235,7 +245,7 @@ class SplineCoupling(nn.Module):
             features = features.view(x.shape[0], n_update, n_features)
         else:  # nothing to condition on: one learned spline for every updated site
             features = flat.new_zeros(x.shape[0], n_update, 1)
-        params = self.net(features)
+        params = self.spline_parameters(features)
         k = self.n_bins
         y, log_det = _spline(flat.index_select(1, self.update_index),
                              params[..., :2 * k].unflatten(-1, (2, k)), params[..., 2 * k:],
@@ -244,11 +254,11 @@ class SplineCoupling(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent to field: ``(batch, *L) -> ((batch, *L), (batch,))``."""
-        return self._transform(z, "z", inverse=False)
+        return self._transform(z, inverse=False)
 
     def reverse(self, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Field to latent: ``(batch, *L) -> ((batch, *L), (batch,))``."""
-        return self._transform(phi, "phi", inverse=True)
+        return self._transform(phi, inverse=True)
 
 
 def _window_indices(update: torch.Tensor, condition: torch.Tensor, kernel_size: int
@@ -371,7 +381,7 @@ def make_phi4_spline_layers(*, lattice_shape: Sequence[int], n_even_layers: int 
                          for (upd, cond), k in zip(plan, kernels, strict=True))
 
 
-class ZeroModeSpline(nn.Module):
+class ZeroModeSpline(Bijection):
     r"""A learned monotone spline of the lattice mean (the zero mode); other modes pass unchanged.
 
     With the unit vector :math:`e_0 = (1,\dots,1)/\sqrt V` and the zero-mode coordinate
@@ -401,9 +411,11 @@ class ZeroModeSpline(nn.Module):
         True
     """
 
+    input_names = ("z", "phi")
+
     def __init__(self, lattice_shape: Sequence[int], *, n_bins: int = 8, bound: float = 5.0):
         super().__init__()
-        self.lattice_shape = check_lattice_shape(lattice_shape)
+        self.lattice_shape = self.event_shape = check_lattice_shape(lattice_shape)
         check_positive_int(n_bins, name="n_bins")
         if not bound > 0:
             raise ValueError(f"expected a positive bound, got {bound!r}")
@@ -413,19 +425,23 @@ class ZeroModeSpline(nn.Module):
         self.heights = nn.Parameter(torch.zeros(n_bins))
         self.derivatives = nn.Parameter(torch.zeros(n_bins - 1))
 
-    def _transform(self, x: torch.Tensor, name: str, inverse: bool):
-        check_field(x, self.lattice_shape, name=name, module=self)
+    def spline_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Widths and heights stacked, ``(2, K)``, and interior derivatives, ``(K - 1,)``."""
+        return torch.stack([self.widths, self.heights]), self.derivatives
+
+    def _transform(self, x: torch.Tensor, inverse: bool):
         u = x.flatten(1).sum(dim=1) / self.sqrt_volume
         n = u.shape[0]
-        v, log_det = _spline(u, torch.stack([self.widths, self.heights]).expand(n, -1, -1),
-                             self.derivatives.expand(n, -1), bound=self.bound, inverse=inverse)
+        wh, d = self.spline_parameters()
+        v, log_det = _spline(u, wh.expand(n, -1, -1), d.expand(n, -1), bound=self.bound,
+                             inverse=inverse)
         shift = ((v - u) / self.sqrt_volume).view(n, *([1] * len(self.lattice_shape)))
         return x + shift, log_det
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent to field: ``(batch, *L) -> ((batch, *L), (batch,))``."""
-        return self._transform(z, "z", inverse=False)
+        return self._transform(z, inverse=False)
 
     def reverse(self, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Field to latent: ``(batch, *L) -> ((batch, *L), (batch,))``."""
-        return self._transform(phi, "phi", inverse=True)
+        return self._transform(phi, inverse=True)

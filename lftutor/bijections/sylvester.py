@@ -36,14 +36,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lftutor._checks import check_field, check_positive_int
+from lftutor._checks import check_positive_int
+from lftutor.bijections.base import Bijection
 from lftutor.bijections.householder import householder_matrix
 from lftutor.bijections.planar import solve_increasing
+
+__all__ = ["SYLVESTER_VARIANTS", "Sylvester"]
 
 SYLVESTER_VARIANTS = ("orthogonal", "householder", "triangular")
 
 
-class Sylvester(nn.Module):
+class Sylvester(Bijection):
     r"""One Sylvester layer :math:`f(z) = z + QR\tanh(\tilde R Q^\top z + b)`.
 
     Args:
@@ -70,6 +73,7 @@ class Sylvester(nn.Module):
                  dtype: torch.dtype = torch.float32):
         super().__init__()
         self.dim = check_positive_int(dim, name="dim")
+        self.event_shape = (dim,)
         self.m = check_positive_int(dim if m is None else m, name="m")
         if self.m > dim:
             raise ValueError(f"expected m <= dim = {dim}, got {self.m}")
@@ -114,7 +118,6 @@ class Sylvester(nn.Module):
         return r, rt
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(z, (self.dim,), name="z", module=self)
         q = self.q()
         r, rt = self.triangles()
         h = torch.tanh((z @ q) @ rt.T + self.b)
@@ -124,7 +127,6 @@ class Sylvester(nn.Module):
         return x, log_det
 
     def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        check_field(x, (self.dim,), name="x", module=self)
         q = self.q()
         r, rt = self.triangles()
         y = x @ q  # (batch, M) = v + tanh(v rt^T + b) r^T
