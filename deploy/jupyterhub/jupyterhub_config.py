@@ -42,7 +42,6 @@ c = get_config()  # noqa: F821 - provided by JupyterHub
 c.JupyterHub.bind_url = S["LFTUTOR_HUB_URL"]
 c.JupyterHub.db_url = "sqlite:///" + os.path.join(S["LFTUTOR_HUB_STATE"], "jupyterhub.sqlite")
 c.JupyterHub.cookie_secret_file = os.path.join(S["LFTUTOR_HUB_STATE"], "jupyterhub_cookie_secret")
-c.JupyterHub.default_url = "/hub/home"
 
 # Debian's configurable-http-proxy finds its node modules only through NODE_PATH.
 if os.path.isdir("/usr/share/nodejs"):
