@@ -65,12 +65,10 @@ def _preconditions() -> None:
 
 
 def _scores(html: str) -> dict[str, float]:
-    """Points per autograded test cell in a feedback page: nbgrader writes ``Score: X / Y``
-    in each graded cell, after the cell's grade id anchor."""
-    out = {}
-    for gid, score in re.findall(r'id="(test_[a-z0-9_]+)".*?Score:\s*([\d.]+)\s*/', html, flags=re.S):
-        out.setdefault(gid, float(score))
-    return out
+    """Points per autograded test cell in a feedback page, from its table of contents
+    (nbgrader's feedback template: ``<a href="#GRADE_ID">Test cell</a> (Score: X / Y)``)."""
+    found = re.findall(r'href="#([\w-]+)">Test cell</a>\s*\(Score:\s*([\d.]+)\s*/', html)
+    return {gid: float(score) for gid, score in found}
 
 
 def _fetch_and_open_in_browser(hub: Hub, user: str, password: str, home: Path, n_cells: int,
@@ -122,7 +120,8 @@ def _fetch_and_open_in_browser(hub: Hub, user: str, password: str, home: Path, n
             e for e in page.css(f"{fetched} .assignment-notebooks-link") if e.is_displayed()])
         link[0].click()
         nb_link = page.wait(f"the link to {NOTEBOOK}", lambda: [
-            e for e in page.css(f"{fetched} .item_name a") if e.is_displayed() and e.text.strip() == NOTEBOOK])
+            e for e in page.css(f"{fetched} .item_name a")
+            if e.is_displayed() and e.text.strip() == NOTEBOOK])
         nb_link[0].click()
         page.wait(f"{NOTEBOOK}.ipynb open with its {n_cells} cells", lambda: len(
             page.css(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")) == n_cells,
