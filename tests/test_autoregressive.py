@@ -1,7 +1,8 @@
-"""Autoregressive, polynomial and conditional layers: the bijection checks of every layer, MADE's
-autoregressive property, the cost of each direction, composition with Flow, and short trainings.
+"""Autoregressive, polynomial and conditional layers: MADE's autoregressive property, the cost of
+each direction, odd layers, composition with Flow, and short trainings.
 
-All bijection checks in float64. New layers: add a builder to LAYERS (or CONDITIONAL).
+The generic bijection checks of every layer (inverse, log-dets, Jacobian, gradients, ...) walk the
+one registry in tests/test_bijections.py.
 """
 
 import math
@@ -15,7 +16,6 @@ from lftutor.bijections.autoregressive import (
     Inverse,
     MaskedAffineAutoregressive,
     MaskedLinear,
-    NeuralAutoregressive,
     Permutation,
     SplineAutoregressive,
     make_autoregressive_layers,
@@ -42,154 +42,8 @@ def _perturb(module, scale=0.3):
     return module
 
 
-# name -> (builder, D)
-LAYERS = {
-    "maf_affine": (lambda: MaskedAffineAutoregressive(3, [16, 16], mode="maf"), 3),
-    "iaf_affine": (lambda: MaskedAffineAutoregressive(3, [16, 16], mode="iaf"), 3),
-    "iaf_affine_sigmoid_gate": (lambda: MaskedAffineAutoregressive(4, [16], mode="iaf",
-                                                                   scale="sigmoid"), 4),
-    "maf_affine_order_no_hidden": (lambda: MaskedAffineAutoregressive(4, [], mode="maf",
-                                                                      order=[2, 0, 3, 1]), 4),
-    "maf_spline": (lambda: SplineAutoregressive(3, [16], n_bins=5, bound=3.0, mode="maf"), 3),
-    "iaf_spline": (lambda: SplineAutoregressive(3, [16], n_bins=5, bound=3.0, mode="iaf",
-                                                activation="tanh", order=[1, 2, 0]), 3),
-    "maf_naf": (lambda: NeuralAutoregressive(3, [16], n_units=4, mode="maf"), 3),
-    "iaf_naf": (lambda: NeuralAutoregressive(3, [16], n_units=3, mode="iaf", order=[2, 1, 0]), 3),
-    "maf_sos": (lambda: SumOfSquaresPolynomial(3, [16], degree=2, n_squares=2, mode="maf"), 3),
-    "iaf_sos_degree3": (lambda: SumOfSquaresPolynomial(3, [16], degree=3, n_squares=3,
-                                                       mode="iaf"), 3),
-    "sos_data_to_latent": (lambda: Inverse(SumOfSquaresPolynomial(2, [8], mode="iaf")), 2),
-    "reversal": (lambda: Permutation.reversal(3), 3),
-    "permutation": (lambda: Permutation([2, 0, 3, 1]), 4),
-    "stack_spline": (lambda: Flow(SimpleNormal.standard((3,)),
-                                  make_autoregressive_layers("spline", 3, 2, hidden_sizes=[8],
-                                                             n_bins=4, bound=3.0)), 3),
-    "stack_sos_iaf": (lambda: Flow(SimpleNormal.standard((2,)),
-                                   make_autoregressive_layers("sos", 2, 2, hidden_sizes=[8],
-                                                              mode="iaf")), 2),
-}
-NO_PARAMETERS = {"reversal", "permutation"}
-
-# name -> (builder, D, C)
-CONDITIONAL = {
-    "conditional_iaf": (lambda: ConditionalIAF(3, 2, hidden=16), 3, 2),
-    "conditional_iaf_maf_mode": (lambda: ConditionalIAF(3, 2, hidden_sizes=[16], mode="maf",
-                                                        reverse_order=True), 3, 2),
-    "conditional_iaf_odd": (lambda: ConditionalIAF(3, 2, hidden=16, odd=True), 3, 2),
-    "conditional_iaf_odd_reversed_sigmoid": (lambda: ConditionalIAF(4, 2, hidden=16, odd=True,
-                                                                    reverse_order=True, scale="sigmoid"),
-                                             4, 2),
-    "conditional_planar_linear": (lambda: ConditionalPlanar(3, 2), 3, 2),
-    "conditional_planar_mlp": (lambda: ConditionalPlanar(2, 3, hidden_sizes=[8]), 2, 3),
-    "conditional_planar_odd": (lambda: ConditionalPlanar(2, 1, hidden=8, odd=True), 2, 1),
-    "conditional_spline": (lambda: SplineAutoregressive(2, [8], n_bins=4, bound=3.0,
-                                                        context_dim=1), 2, 1),
-    "conditional_sos_maf": (lambda: SumOfSquaresPolynomial(3, [8], context_dim=2), 3, 2),
-    "conditional_naf_iaf": (lambda: NeuralAutoregressive(2, [8], n_units=3, mode="iaf",
-                                                         context_dim=2), 2, 2),
-    "conditional_flow": (lambda: ConditionalFlow(3, [ConditionalIAF(3, 2, hidden=8),
-                                                     Permutation.reversal(3),
-                                                     ConditionalPlanar(3, 2)]), 3, 2),
-}
-CONTEXTS = ["per_row", "shared", "large"]
-
-
-def _context(kind, batch, c):
-    if kind == "per_row":
-        return torch.randn(batch, c, dtype=F64)
-    if kind == "shared":
-        return torch.randn(1, c, dtype=F64).expand(batch, c).contiguous()
-    return 3.0 * torch.randn(batch, c, dtype=F64)
-
-
-class _Bound:
-    """A layer with its context fixed: ``forward(z)``/``reverse(x)`` like every other layer."""
-
-    def __init__(self, layer, context):
-        self.layer, self.context = layer, context
-
-    def forward(self, z):
-        return self.layer.forward(z, self.context[: z.shape[0]])
-
-    def reverse(self, x):
-        return self.layer.reverse(x, self.context[: x.shape[0]])
-
-    def parameters(self):
-        return self.layer.parameters()
-
-    def named_parameters(self):
-        return self.layer.named_parameters()
-
-
-@pytest.fixture(params=sorted(LAYERS) + [f"{n}[{c}]" for n in sorted(CONDITIONAL) for c in CONTEXTS])
-def case(request):
-    name = request.param
-    if name in LAYERS:
-        build, dim = LAYERS[name]
-        return name, _perturb(build()).double(), dim
-    base, kind = name[:-1].split("[")
-    build, dim, c = CONDITIONAL[base]
-    layer = _perturb(build()).double()
-    return name, _Bound(layer, _context(kind, 8, c)), dim
-
-
 def _z(n, dim):
     return torch.randn(n, dim, dtype=F64)
-
-
-@pytest.mark.parametrize("first", ["forward", "reverse"])
-def test_inverse_recovers_the_input(case, first):
-    _, layer, dim = case
-    second = "reverse" if first == "forward" else "forward"
-    u = _z(6, dim)
-    v, _ = getattr(layer, first)(u)
-    back, _ = getattr(layer, second)(v)
-    assert not torch.allclose(v, u), "the perturbed layer should not be the identity"
-    torch.testing.assert_close(back, u, rtol=0, atol=1e-9)
-
-
-def test_forward_and_reverse_log_dets_cancel(case):
-    name, layer, dim = case
-    z = _z(6, dim)
-    x, ld_fwd = layer.forward(z)
-    z_back, ld_rev = layer.reverse(x)
-    assert ld_fwd.shape == (6,) and ld_rev.shape == (6,)
-    if name in NO_PARAMETERS:
-        assert bool((ld_fwd == 0).all())
-    else:
-        assert ld_fwd.abs().max() > 1e-3, "the log-det should be non-trivial"
-    torch.testing.assert_close(ld_fwd + ld_rev, torch.zeros(6, dtype=F64), rtol=0, atol=1e-9)
-
-
-@pytest.mark.parametrize("direction", ["forward", "reverse"])
-def test_log_det_matches_autograd_jacobian(case, direction):
-    _, layer, dim = case
-    fn = getattr(layer, direction)
-    x = _z(3, dim)
-    _, log_det = fn(x)
-    for b in range(3):
-        def one(v, b=b):
-            if isinstance(layer, _Bound):
-                return layer.layer.__getattribute__(direction)(v[None], layer.context[b:b + 1])[0][0]
-            return fn(v[None])[0][0]
-
-        jac = torch.autograd.functional.jacobian(one, x[b])
-        sign, logabs = torch.linalg.slogdet(jac)
-        assert sign != 0
-        torch.testing.assert_close(log_det[b], logabs, rtol=1e-9, atol=1e-9)
-
-
-@pytest.mark.parametrize("direction", ["forward", "reverse"])
-def test_every_parameter_gets_a_gradient(case, direction):
-    name, layer, dim = case
-    params = list(layer.named_parameters())
-    if name in NO_PARAMETERS:
-        assert not params
-        return
-    out, log_det = getattr(layer, direction)(_z(8, dim))
-    ((out**2).sum() + log_det.sum()).backward()
-    for pname, p in params:
-        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reached {pname}"
 
 
 # --- MADE ---------------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Continuous flows (lftutor.bijections.continuous) and trace estimators (lftutor.bijections.trace)."""
+"""Continuous flows (lftutor.bijections.continuous) and trace estimators (lftutor.bijections.trace).
+
+The generic bijection checks of ContinuousFlow (inverse, log-dets, Jacobian, ...) walk the registry
+of tests/test_bijections.py.
+"""
 
 from __future__ import annotations
 
@@ -45,32 +49,6 @@ def test_linear_field_is_the_matrix_exponential(t1):
     z_back, log_det_back = flow.reverse(x)
     torch.testing.assert_close(z_back, z, rtol=1e-7, atol=1e-7)
     torch.testing.assert_close(log_det_back, -log_det)
-
-
-@pytest.mark.parametrize("kind", FIELDS)
-@pytest.mark.parametrize("method", ["dopri5", "rk4"])
-def test_invertible_and_log_dets_cancel(kind, method):
-    kwargs = TOL if method == "dopri5" else {"step_size": 0.01}
-    flow = ContinuousFlow(_field(kind), method=method, **kwargs)
-    z = torch.randn(6, 2, dtype=DTYPE)
-    x, ld = flow.forward(z)
-    assert not torch.allclose(x, z, atol=1e-3)  # the map does something
-    z_back, ld_back = flow.reverse(x)
-    tol = 1e-7 if method == "dopri5" else 1e-6
-    torch.testing.assert_close(z_back, z, rtol=tol, atol=tol)
-    torch.testing.assert_close(ld + ld_back, torch.zeros(6, dtype=DTYPE), rtol=0, atol=tol)
-
-
-@pytest.mark.parametrize("kind", FIELDS)
-def test_log_det_is_slogdet_of_the_autograd_jacobian(kind):
-    flow = ContinuousFlow(_field(kind), **TOL)
-    z = torch.randn(3, 2, dtype=DTYPE)
-    _, ld = flow.forward(z)
-    for b in range(3):
-        jac = torch.autograd.functional.jacobian(lambda y: flow.forward(y[None])[0][0], z[b])
-        sign, logabs = torch.linalg.slogdet(jac)
-        assert sign > 0  # an ODE flow preserves orientation
-        torch.testing.assert_close(ld[b], logabs, rtol=1e-6, atol=1e-6)
 
 
 def test_planar_field_trace_matches_closed_form():

@@ -5,8 +5,7 @@ Their invertibility, log-dets and gradients are checked with every other layer i
 
 import pytest
 import torch
-from test_bijections import LAYERS as ALL_LAYERS
-from test_bijections import _odd_spline_stack, _spline
+from test_bijections import CASES, _odd_spline_stack, _spline
 
 from lftutor.bijections.odd_splines import OddSplineCoupling, make_phi4_odd_spline_layers, mirror_index
 from lftutor.bijections.splines import _spline as _rq_spline
@@ -14,7 +13,7 @@ from lftutor.bijections.splines import make_sublattice_masks
 
 # The odd layers of the one registry of every bijection: tests/test_bijections.py checks them for
 # invertibility, log-det against autograd and gradients like every other layer; here, oddness.
-ODD_LAYERS = {name: entry for name, entry in ALL_LAYERS.items() if name.startswith("odd_")}
+ODD_LAYERS = {name: (case.build, case.shape) for name, case in CASES.items() if name.startswith("odd_")}
 
 
 @pytest.fixture(params=sorted(ODD_LAYERS))

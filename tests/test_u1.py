@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_bijections import U1 as U1_CASES
 
 from lftutor.bijections import gauge, plaquette_chain
 from lftutor.lattice import u1
@@ -178,16 +179,6 @@ def random_layer(mu, offset, lattice=4, std=0.1, seed=0):
     return layer
 
 
-def random_flow(lattice=4, std=0.1, stripe_order="ascending"):
-    torch.manual_seed(0)
-    flow = gauge.make_u1_flow(lattice, n_layers=8, hidden_channels=(4,), n_bins=4, stripe_order=stripe_order,
-                              dtype=torch.float64)
-    with torch.no_grad():
-        for p in flow.parameters():
-            p.normal_(0, std)
-    return flow
-
-
 def random_chain(lattice=4, std=0.3, hidden=(6, 5)):
     torch.manual_seed(1)
     layer = plaquette_chain.PlaquetteChainLayer(lattice, hidden=hidden, n_bins=4).double()
@@ -197,12 +188,9 @@ def random_chain(lattice=4, std=0.3, hidden=(6, 5)):
     return layer
 
 
-BIJECTIONS = [pytest.param(lambda mu=mu, s=s: random_layer(mu, s), id=f"layer-mu{mu}-s{s}")
-              for mu in (0, 1) for s in range(4)] + [
-    pytest.param(random_flow, id="flow-8-layers"),
-    pytest.param(lambda: random_flow(stripe_order="descending"), id="flow-8-layers-descending"),
-    pytest.param(random_chain, id="plaquette-chain"),
-    pytest.param(lambda: random_chain(hidden=(7,)), id="plaquette-chain-one-hidden-layer")]
+# The U(1) bijections of the one registry (tests/test_bijections.py), where the generic checks
+# (inverse, log-dets, Jacobian, gradients, ...) run; here: gauge equivariance.
+BIJECTIONS = [pytest.param(case.make, id=name) for name, case in U1_CASES.items()]
 
 
 def test_stripe_orders():
@@ -213,40 +201,6 @@ def test_stripe_orders():
         assert [layer.mu for layer in flow.layers] == [0, 1] * 5
     with pytest.raises(ValueError, match="stripe_order"):
         gauge.make_u1_flow(4, stripe_order="random")
-
-
-@pytest.mark.parametrize("make", BIJECTIONS)
-def test_invertible_and_log_dets_cancel(make):
-    bij = make()
-    z = u1.uniform_links(6, 4, generator=torch.Generator().manual_seed(5))
-    x, ld = bij.forward(z)
-    z2, ld2 = bij.reverse(x)
-    torch.testing.assert_close(u1.wrap(z2 - z), torch.zeros_like(z), atol=1e-9, rtol=0)
-    torch.testing.assert_close(ld + ld2, torch.zeros_like(ld), atol=1e-9, rtol=0)
-    assert ld.abs().max() > 1e-3  # the random parameters do something
-
-
-@pytest.mark.parametrize("make", BIJECTIONS)
-def test_log_det_matches_autograd_jacobian(make):
-    bij = make()
-    z = u1.uniform_links(1, 4, generator=torch.Generator().manual_seed(6))
-    _, ld = bij.forward(z)
-    for i in range(1):
-        jac = torch.autograd.functional.jacobian(lambda v: bij.forward(v.view(1, 2, 4, 4))[0].flatten(),
-                                                 z[i].flatten(), vectorize=True)
-        sign, logabs = torch.linalg.slogdet(jac)
-        assert sign.item() == 1.0
-        assert logabs.item() == pytest.approx(ld[i].item(), abs=1e-8)
-
-
-@pytest.mark.parametrize("make", BIJECTIONS)
-def test_every_parameter_gets_a_gradient(make):
-    bij = make()
-    z = u1.uniform_links(4, 4, generator=torch.Generator().manual_seed(7))
-    x, ld = bij.forward(z)
-    (u1.U1GaugeAction(1.0)(x) - ld).sum().backward()
-    for name, p in bij.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
 @pytest.mark.parametrize("make", BIJECTIONS)

@@ -48,9 +48,9 @@ from lftutor.bijections.base import Bijection, Inverse
 from lftutor.bijections.monotone import solve_monotone
 from lftutor.bijections.splines import rational_quadratic_spline
 
-__all__ = ["ACTIVATIONS", "KINDS", "MADE", "MODES", "AutoregressiveBijection", "Inverse", "MaskedAffineAutoregressive",
-           "MaskedLinear", "NeuralAutoregressive", "Permutation", "SplineAutoregressive",
-           "make_autoregressive_layers"]
+__all__ = ["ACTIVATIONS", "KINDS", "MADE", "MODES", "AutoregressiveBijection", "Inverse",
+           "MaskedAffineAutoregressive", "MaskedLinear", "NeuralAutoregressive", "Permutation",
+           "SplineAutoregressive", "make_autoregressive_layers"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU}
 MODES = ("maf", "iaf")
