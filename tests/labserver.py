@@ -4,6 +4,10 @@ student gets: from the repository root (so that nbgrader's server extensions loa
 PATH and ``JUPYTER_CONFIG_PATH=binder/jupyter`` (the settings Binder uses too), ``--allow-root``
 under root, on a free port with a token. Runtime files, the workspace and user settings go to a
 temporary folder, so the user's own ``~/.jupyter`` state plays no part.
+
+The Binder-like variant (tests/test_binder_env.py) starts another environment's ``jupyter`` (its
+``bin/`` first on PATH instead of this venv's) behind a command prefix (``binder/start``) and leaves
+JUPYTER_CONFIG_PATH to that prefix.
 """
 
 from __future__ import annotations
@@ -29,21 +33,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def clean_env(extra: dict | None = None) -> dict:
-    """The test process's environment without any grading switch, the venv's bin/ first."""
+def clean_env(extra: dict | None = None, bin_dir: Path = BIN) -> dict:
+    """The test process's environment without any grading switch, ``bin_dir`` (default: this
+    venv's bin/) first on PATH."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("LFTUTOR_GRADING", "NBGRADER_EXECUTION", "NBGRADER_VALIDATING",
                         "JUPYTER_CONFIG_PATH", "JUPYTER_PATH", "LFTUTOR_TIME_SCALE")}
-    env["PATH"] = str(BIN) + os.pathsep + env.get("PATH", "")
+    env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", "")
     env.update(extra or {})
     return env
 
 
 class LabServer:
-    """``with LabServer(root_dir, tmp) as lab:`` ... ``lab.url``, ``lab.token``, ``lab.api(...)``."""
+    """``with LabServer(root_dir, tmp) as lab:`` ... ``lab.url``, ``lab.token``, ``lab.api(...)``.
 
-    def __init__(self, root_dir: Path, scratch: Path, *, env: dict | None = None, cwd: Path = REPO):
+    ``bin_dir``: the environment whose ``jupyter`` runs, first on PATH (default: this venv's);
+    ``prefix``: a command the server is started through (``[".../binder/start"]``: it receives
+    ``jupyter lab ...`` as its arguments); ``config_path``: set JUPYTER_CONFIG_PATH=binder/jupyter
+    as the Makefile does (False: leave it unset, for a prefix that sets it).
+    """
+
+    def __init__(self, root_dir: Path, scratch: Path, *, env: dict | None = None, cwd: Path = REPO,
+                 bin_dir: Path = BIN, prefix: list[str] | tuple[str, ...] = (), config_path: bool = True):
         self.root_dir, self.scratch, self.cwd = Path(root_dir), Path(scratch), Path(cwd)
+        self.bin_dir, self.prefix, self.config_path = Path(bin_dir), list(prefix), config_path
         self.port, self.token = free_port(), secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = env or {}
@@ -52,15 +65,16 @@ class LabServer:
 
     def __enter__(self) -> LabServer:
         self.scratch.mkdir(parents=True, exist_ok=True)
-        env = clean_env({
+        settings = {
             "JUPYTER_RUNTIME_DIR": str(self.scratch / "runtime"),
             "JUPYTERLAB_WORKSPACES_DIR": str(self.scratch / "workspaces"),
             "JUPYTERLAB_SETTINGS_DIR": str(self.scratch / "user-settings"),
-            "JUPYTER_CONFIG_PATH": str(REPO / "binder" / "jupyter"),  # as the Makefile sets it
-            **self.extra_env,
-        })
-        cmd = [str(BIN / "jupyter"), "lab", f"--ServerApp.root_dir={self.root_dir}", "--no-browser",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
+        }
+        if self.config_path:
+            settings["JUPYTER_CONFIG_PATH"] = str(REPO / "binder" / "jupyter")  # as the Makefile sets it
+        env = clean_env({**settings, **self.extra_env}, bin_dir=self.bin_dir)
+        cmd = [*self.prefix, str(self.bin_dir / "jupyter"), "lab", f"--ServerApp.root_dir={self.root_dir}",
+               "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
                "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}"]
         if os.geteuid() == 0:
             cmd.append("--allow-root")  # as the Makefile does

@@ -12,6 +12,9 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them);
 them with apt-get when it runs as root and they are missing, and skips, saying why, only when
 that is impossible. On failure a screenshot is saved (its path is in the message);
 ``LFTUTOR_BROWSER_SHOTS=DIR`` saves one per stage as well.
+
+The checks are functions of a server factory (:func:`check_unit_4`, :func:`check_run_all`), so that
+tests/test_binder_env.py runs them against a server started as Binder starts it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -152,8 +156,85 @@ def _digest(src: str) -> str:
     return hashlib.sha1(src.encode()).hexdigest()[:12]
 
 
+#: ``start_lab(root_dir, scratch, env=...)``: a context manager giving a running server, as LabServer.
+LabFactory = Callable[..., LabServer]
+
+
 @pytest.mark.slow
 def test_unit_4_in_jupyterlab_through_a_real_browser(tmp_path):
+    check_unit_4(tmp_path, LabServer)
+
+
+def _open(page: Page, lab: LabServer, relpath: str, n_code: int) -> None:
+    """Open the notebook at ``relpath`` (under the server's root) and wait for its kernel."""
+    page.driver.get(f"{lab.url}/lab/tree/{relpath}?token={lab.token}")
+    page.wait("the notebook to open", lambda: len(page.cells()) == n_code)
+    page.wait("the kernel to start", lambda: any("Idle" in e.text for e in page.css(
+        ".jp-StatusBar-TextItem, .jp-Toolbar-kernelStatus, .jp-Notebook-ExecutionIndicator"))
+        or page.css('.jp-Notebook-ExecutionIndicator[data-status="idle"]'), timeout=90)
+    assert not page.dialogs(), f"a dialog is open: {page.dialogs()}"
+
+
+def check_run_all(tmp_path: Path, start_lab: LabFactory, unit: str, *, time_scale: float,
+                  timeout: float = 300) -> dict:
+    """A solved copy of ``unit``'s notebook in a server from ``start_lab``, opened in the browser:
+    Run All with ``LFTUTOR_TIME_SCALE=time_scale``; every code cell ran (a numbered prompt), the
+    setup cell says ``grading mode: False``, and the saved notebook holds no error output. Stops at
+    the first traceback shown (Run All stops there). Returns seconds since start per phase."""
+    chromium, driver_path = _browser()
+    source = next((REPO / "solutions" / unit).glob("*.ipynb"))
+    work = tmp_path / "course"
+    (work / unit).mkdir(parents=True)
+    notebook = work / unit / source.name
+    shutil.copy(source, notebook)
+    shots = Path(os.environ["LFTUTOR_BROWSER_SHOTS"]) if os.environ.get("LFTUTOR_BROWSER_SHOTS") else None
+    n_code = sum(c.cell_type == "code" for c in nbformat.read(notebook, as_version=4).cells)
+    start, phases = time.monotonic(), {}
+    with start_lab(work, tmp_path / "lab", env={"LFTUTOR_TIME_SCALE": str(time_scale)}) as lab:
+        phases["lab started"] = time.monotonic() - start
+        driver = _start_chromium(chromium, driver_path, tmp_path / "chromium-profile")
+        page = Page(driver, shots)
+        try:
+            _open(page, lab, f"{unit}/{source.name}", n_code)
+            phases["notebook open"] = time.monotonic() - start
+            page.menu("Run", "Run All Cells")
+            deadline = time.monotonic() + timeout
+            while True:
+                cells = page.cells()
+                if all(re.fullmatch(r"\[\d+\]:", c["prompt"].strip()) for c in cells):
+                    break
+                failed = [(i, c["text"][-1500:]) for i, c in enumerate(cells)
+                          if "Traceback (most recent call last)" in c["text"]]
+                assert not failed, f"cell {failed[0][0]} failed:\n{failed[0][1]}"
+                assert time.monotonic() < deadline, (
+                    f"Run All did not finish within {timeout:.0f} s; prompts "
+                    f"{[c['prompt'] for c in cells]}; dialogs: {page.dialogs()}")
+                time.sleep(0.5)
+            phases["run all done"] = time.monotonic() - start
+            page.shot("finished")
+            assert "grading mode: False" in cells[0]["text"], cells[0]["text"]
+            mtime = notebook.stat().st_mtime
+            page.menu("File", "Save Notebook", "Save")
+            page.wait("the notebook to be saved", lambda: notebook.stat().st_mtime != mtime, timeout=30)
+            saved = nbformat.read(notebook, as_version=4)
+            code = [c for c in saved.cells if c.cell_type == "code"]
+            assert all(c.execution_count for c in code), "a code cell did not run"
+            errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(code)
+                      for o in c.outputs if o["output_type"] == "error"]
+            assert not errors, f"error outputs: {errors}"
+        except Exception as err:
+            path = page.shot("failure", folder=shots or tmp_path)
+            raise AssertionError(f"{err}\nscreenshot: {path}\n"
+                                 f"JupyterLab log (tail):\n{lab.log()[-3000:]}") from err
+        finally:
+            driver.quit()
+    phases["done"] = time.monotonic() - start
+    print(f"{unit}: seconds since start: " + ", ".join(f"{k} {v:.0f}" for k, v in phases.items()))
+    return phases
+
+
+def check_unit_4(tmp_path: Path, start_lab: LabFactory) -> None:
+    """The student's session in unit 4 (module docstring) in a server from ``start_lab``."""
     chromium, driver_path = _browser()
     work = tmp_path / "course"
     (work / "04_training").mkdir(parents=True)
@@ -164,7 +245,7 @@ def test_unit_4_in_jupyterlab_through_a_real_browser(tmp_path):
     start = time.monotonic()
     phases = {}
 
-    with LabServer(work, tmp_path / "lab", env={"LFTUTOR_TIME_SCALE": str(TIME_SCALE)}) as lab:
+    with start_lab(work, tmp_path / "lab", env={"LFTUTOR_TIME_SCALE": str(TIME_SCALE)}) as lab:
         phases["lab started"] = time.monotonic() - start
         driver = _start_chromium(chromium, driver_path, tmp_path / "chromium-profile")
         page = Page(driver, shots)
