@@ -38,65 +38,15 @@ import math
 from collections.abc import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lftutor._checks import check_positive_int
 from lftutor.bijections.autoregressive import ACTIVATIONS, MADE, MaskedAffineAutoregressive
 from lftutor.bijections.base import Bijection
-from lftutor.bijections.monotone import solve_monotone
+from lftutor.bijections.planar import planar_inverse, planar_transform, planar_u_hat
 
-
-def planar_u_hat(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    r"""The constrained :math:`\hat u = u + [m(w^\top u) - w^\top u]\,w/\lVert w\rVert^2`, :math:`m(s) =
-    -1 + \log(1+e^s)`, so that :math:`w^\top\hat u > -1` (arXiv:1505.05770, appendix A.1).
-
-    Shapes:
-        ``u, w``: ``(batch, D)`` -> ``(batch, D)``.
-    """
-    wu = (w * u).sum(-1, keepdim=True)
-    return u + (F.softplus(wu) - 1.0 - wu) * w / (w * w).sum(-1, keepdim=True).clamp_min(1e-12)
-
-
-def planar_transform(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Planar map with per-sample parameters and its log-determinant (matrix determinant lemma).
-
-    .. math::
-        x = z + \hat u\tanh(w^\top z + b), \qquad
-        \log\Big|\det\frac{\partial x}{\partial z}\Big|
-        = \log\big(1 + (1 - \tanh^2(w^\top z + b))\, w^\top\hat u\big),
-
-    positive because :math:`w^\top\hat u > -1` (use :func:`planar_u_hat`).
-
-    Shapes:
-        ``z, u_hat, w``: ``(batch, D)``; ``b``: ``(batch,)`` -> ``(x (batch, D), log_det (batch,))``.
-    """
-    t = torch.tanh((w * z).sum(-1) + b)
-    return z + u_hat * t.unsqueeze(-1), torch.log1p((1 - t * t) * (w * u_hat).sum(-1))
-
-
-def planar_inverse(x: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Inverse of :func:`planar_transform`: solve along :math:`w`, then subtract along :math:`\hat u`.
-
-    With :math:`a = w^\top z + b` and :math:`c = w^\top\hat u > -1`, :math:`w^\top x + b = a +
-    c\tanh a` is strictly increasing in :math:`a`; :func:`~lftutor.bijections.monotone.solve_monotone`
-    finds :math:`a` (with implicit gradients) and :math:`z = x - \hat u\tanh a`.
-
-    Shapes:
-        as :func:`planar_transform`; returns ``(z (batch, D), log|det dz/dx| (batch,))``.
-    """
-    c = (w * u_hat).sum(-1)
-    target = (w * x).sum(-1) + b
-
-    def along_w(a):
-        t = torch.tanh(a)
-        return a + c * t, 1 + c * (1 - t * t)
-
-    a = solve_monotone(along_w, target)
-    t = torch.tanh(a)
-    return x - u_hat * t.unsqueeze(-1), -torch.log1p((1 - t * t) * c)
+__all__ = ["ConditionalFlow", "ConditionalIAF", "ConditionalPlanar", "planar_inverse", "planar_transform",
+           "planar_u_hat", "standard_normal_log_prob"]
 
 
 def _context_net(context_dim: int, out: int, hidden_sizes: Sequence[int], activation: str

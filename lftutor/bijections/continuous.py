@@ -50,7 +50,8 @@ from lftutor._checks import check_positive_int
 from lftutor.bijections.base import Bijection, Inverse
 from lftutor.bijections.trace import PROBES, exact_trace, hutchinson_trace, sample_probe
 
-__all__ = ["FIELDS", "TRACES", "ContinuousFlow", "Inverse", "LinearField", "MLPField", "PlanarField", "make_cnf"]
+__all__ = ["FIELDS", "TRACES", "ContinuousFlow", "Inverse", "LinearField", "MLPField", "PlanarField",
+           "make_cnf"]
 
 TRACES = ("exact", "hutchinson")
 

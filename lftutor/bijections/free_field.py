@@ -25,8 +25,8 @@ from lftutor.bijections.flow import Flow
 from lftutor.bijections.partitions import get_partition
 from lftutor.lattice.priors import SimpleNormal
 
-__all__ = ["ACTIVATIONS", "GFF_MODELS", "DenseCoupling", "DiagonalScale", "equivariant_linear_model", "exact_kl",
-           "linear_coupling_model", "nonlinear_coupling_model", "volume"]
+__all__ = ["ACTIVATIONS", "GFF_MODELS", "DenseCoupling", "DiagonalScale", "equivariant_linear_model",
+           "exact_kl", "linear_coupling_model", "nonlinear_coupling_model", "volume"]
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
 

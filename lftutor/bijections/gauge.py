@@ -35,6 +35,7 @@ from torch import nn
 from lftutor._checks import check_positive_int
 from lftutor.bijections.base import Bijection
 from lftutor.bijections.flow import Flow
+from lftutor.bijections.splines import spline_bins
 from lftutor.lattice.u1 import TWO_PI, check_links, lattice_shape_of, plaquettes, wrap
 
 MIN_BIN = 1e-3
@@ -48,8 +49,11 @@ def circular_spline(x: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor
 
     ``K`` bins with knots :math:`(x_k, y_k)`, :math:`x_0=y_0=-\pi`, :math:`x_K=y_K=\pi`, and
     knot derivatives :math:`d_0,\dots,d_{K-1}`, :math:`d_K = d_0`: glued at :math:`\pm\pi` it is
-    a :math:`C^1` diffeomorphism of the circle. In bin :math:`k`, with :math:`\xi=(x-x_k)/w_k`,
-    :math:`s_k = h_k/w_k`:
+    a :math:`C^1` diffeomorphism of the circle. It is the monotone spline of
+    :func:`lftutor.bijections.splines.rational_quadratic_spline` on :math:`[-\pi, \pi]` (the same
+    bin arithmetic, :func:`lftutor.bijections.splines.spline_bins`) with the end slopes tied
+    instead of fixed at 1; :func:`circle_map` adds the rotation. In bin :math:`k`, with
+    :math:`\xi=(x-x_k)/w_k`, :math:`s_k = h_k/w_k`:
 
     .. math::
         y = y_k + h_k\frac{s_k\xi^2 + d_k\xi(1-\xi)}{s_k + (d_{k+1}+d_k-2s_k)\xi(1-\xi)}
@@ -72,48 +76,15 @@ def circular_spline(x: torch.Tensor, widths: torch.Tensor, heights: torch.Tensor
         >>> torch.allclose(x2, x, atol=1e-5), torch.allclose(ld + ld2, torch.zeros(5), atol=1e-5)
         (True, True)
     """
-    n_bins = widths.shape[-1]
     if heights.shape != widths.shape or derivatives.shape != widths.shape or widths.shape[:-1] != x.shape:
         raise ValueError(f"expected widths, heights, derivatives of shape {tuple(x.shape)} + (K,), got "
                          f"{tuple(widths.shape)}, {tuple(heights.shape)}, {tuple(derivatives.shape)}")
-
-    def knots(raw):
-        sizes = MIN_BIN + (1 - MIN_BIN * n_bins) * torch.softmax(raw, dim=-1)
-        cum = TWO_PI * F.pad(torch.cumsum(sizes, dim=-1), (1, 0)) - math.pi
-        return cum, cum[..., 1:] - cum[..., :-1]
-
-    cw, w = knots(widths)
-    ch, h = knots(heights)
     shift = math.log(math.expm1(1 - MIN_DERIVATIVE))  # zeros -> slope 1
     d = MIN_DERIVATIVE + F.softplus(derivatives + shift)
     d = torch.cat([d, d[..., :1]], dim=-1)  # d_K = d_0: smooth across the point -pi ~ pi
-
-    xc = x.clamp(-math.pi, math.pi)
-    grid = ch if inverse else cw
-    k = (xc.unsqueeze(-1) >= grid[..., 1:-1]).sum(dim=-1, keepdim=True)
-
-    def at(t):
-        return torch.gather(t, -1, k).squeeze(-1)
-
-    x_k, y_k, w_k, h_k, d_k, d_k1 = at(cw), at(ch), at(w), at(h), at(d), at(d[..., 1:])
-    s_k = h_k / w_k
-    c = d_k1 + d_k - 2 * s_k
-    if inverse:
-        dy = xc - y_k
-        a = h_k * (s_k - d_k) + dy * c
-        b = h_k * d_k - dy * c
-        cc = -s_k * dy
-        xi = (2 * cc) / (-b - torch.sqrt((b**2 - 4 * a * cc).clamp_min(0)))
-        out = x_k + xi * w_k
-    else:
-        xi = (xc - x_k) / w_k
-    t = xi * (1 - xi)
-    den = s_k + c * t
-    log_slope = (2 * torch.log(s_k) + torch.log(d_k1 * xi**2 + 2 * s_k * t + d_k * (1 - xi) ** 2)
-                 - 2 * torch.log(den))
-    if inverse:
-        return out, -log_slope
-    return y_k + h_k * (s_k * xi**2 + d_k * t) / den, log_slope
+    # the bins of the monotone spline of [-pi, pi], without its identity tails (no outside here)
+    return spline_bins(x, torch.stack([widths, heights], dim=-2), d, bound=math.pi, inverse=inverse,
+                       min_bin=MIN_BIN, tails=False)
 
 
 def circle_map(x: torch.Tensor, params: torch.Tensor, *, inverse: bool = False

@@ -25,8 +25,57 @@ import torch
 MonotoneMap = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+__all__ = ["MonotoneMap", "solve_increasing", "solve_monotone"]
+
+
+def solve_increasing(fn: MonotoneMap, target: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *,
+                     max_iter: int = 100) -> torch.Tensor:
+    r"""Solve :math:`g(a) = t` elementwise for an increasing :math:`g` inside a bracket, without autograd.
+
+    Newton's method, falling back to bisection whenever a Newton step leaves the current bracket;
+    the bracket shrinks every iteration, so it converges for any continuous increasing ``g``, and
+    quadratically once Newton takes over.
+
+    Args:
+        fn: ``a -> (g(a), g'(a))``, elementwise, any shape.
+        target: :math:`t`, same shape as ``a``.
+        lo, hi: brackets with :math:`g(lo) \le t \le g(hi)` (broadcastable to ``target``).
+        max_iter: iterations at most (stops earlier once a step or the bracket is at round-off).
+
+    Returns:
+        The roots, detached, shape of ``target``.
+
+    Example:
+        >>> t = torch.tensor([0.5, 2.0], dtype=torch.float64)
+        >>> a = solve_increasing(lambda a: (a**3 + a, 3 * a**2 + 1), t, -t.abs() - 1, t.abs() + 1)
+        >>> torch.allclose(a**3 + a, t)
+        True
+    """
+    with torch.no_grad():
+        target = target.detach()
+        lo = torch.broadcast_to(lo, target.shape).clone()
+        hi = torch.broadcast_to(hi, target.shape).clone()
+        eps = torch.finfo(target.dtype).eps
+        root = 0.5 * (lo + hi)
+        for _ in range(max_iter):
+            value, slope = fn(root)
+            residual = value - target
+            lo = torch.where(residual < 0, root, lo)
+            hi = torch.where(residual > 0, root, hi)
+            newton = root - residual / slope
+            inside = (newton > lo) & (newton < hi) & torch.isfinite(newton)
+            new = torch.where(inside, newton, 0.5 * (lo + hi))
+            step = (new - root).abs()
+            root = new
+            tol = 4 * eps * (1 + root.abs())
+            if bool((step <= tol).all()) or bool(((hi - lo) <= tol).all()):
+                break
+    return root
+
+
 def solve_monotone(fn: MonotoneMap, y: torch.Tensor, *, max_iter: int = 200,
-                   max_doublings: int = 80) -> torch.Tensor:
+                   max_doublings: int = 80, lo: torch.Tensor | None = None,
+                   hi: torch.Tensor | None = None) -> torch.Tensor:
     r"""Solve :math:`h(u) = y` elementwise for a strictly increasing :math:`h: \mathbb R\to\mathbb R`.
 
     Args:
@@ -36,6 +85,7 @@ def solve_monotone(fn: MonotoneMap, y: torch.Tensor, *, max_iter: int = 200,
         max_iter: safeguarded Newton steps at most (stops once a step or the bracket is at
             rounding level).
         max_doublings: how often the initial bracket ``[-1, 1]`` may double on each side.
+        lo, hi: a known bracket of the roots (skips the doubling; both or neither).
 
     Returns:
         ``u`` of shape ``(*S,)`` with ``h(u) = y`` to rounding, differentiable with respect to
@@ -54,9 +104,19 @@ def solve_monotone(fn: MonotoneMap, y: torch.Tensor, *, max_iter: int = 200,
     if not isinstance(y, torch.Tensor) or not y.is_floating_point():
         raise ValueError(f"expected y to be a floating tensor, got "
                          f"{y.dtype if isinstance(y, torch.Tensor) else type(y).__name__}")
-    eps = torch.finfo(y.dtype).eps
+    if lo is None or hi is None:
+        lo, hi = _bracket(fn, y.detach(), max_doublings)
+    # Newton steps safeguarded by bisection, without a graph
+    root = solve_increasing(fn, y, lo.detach(), hi.detach(), max_iter=max_iter)
+    # one Newton step with the graph: the same value, the implicit function theorem's gradients
+    value, derivative = fn(root)
+    return root - (value - y) / derivative
+
+
+def _bracket(fn: MonotoneMap, target: torch.Tensor, max_doublings: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[lo, hi]`` with ``h(lo) <= y <= h(hi)``: ``[-1, 1]`` doubled on each side until it holds."""
     with torch.no_grad():
-        target = y.detach()
         lo = -torch.ones_like(target)
         hi = torch.ones_like(target)
         for _ in range(max_doublings):
@@ -72,21 +132,4 @@ def solve_monotone(fn: MonotoneMap, y: torch.Tensor, *, max_iter: int = 200,
         if not (bool((fn(lo)[0] <= target).all()) and bool((fn(hi)[0] >= target).all())):
             raise ValueError(f"expected targets inside the range of the monotone map, got none "
                              f"bracketed within +-2^{max_doublings} (non-finite target or a bounded map)")
-        # Newton steps, replaced by the bracket's midpoint whenever they would leave the bracket;
-        # the bracket shrinks at every step, so this converges for any increasing map, and
-        # quadratically once Newton takes over.
-        root = 0.5 * (lo + hi)
-        for _ in range(max_iter):
-            value, slope = fn(root)
-            residual = value - target
-            lo = torch.where(residual < 0, root, lo)
-            hi = torch.where(residual > 0, root, hi)
-            newton = root - residual / slope
-            inside = (newton > lo) & (newton < hi) & torch.isfinite(newton)
-            step = torch.where(inside, newton, 0.5 * (lo + hi)) - root
-            root = root + step
-            tol = 4 * eps * (1 + root.abs())
-            if bool((step.abs() <= tol).all()) or bool(((hi - lo) <= tol).all()):
-                break
-    value, derivative = fn(root)
-    return root - (value - y) / derivative
+    return lo, hi

@@ -27,14 +27,14 @@ which changes only the component of :math:`u` along :math:`w` and makes
 **Inverse.** There is no closed form, but it is one scalar equation: solve
 :math:`a + c\tanh a = w^\top x + b` (with :math:`c = w^\top\hat u`) for :math:`a` (increasing,
 and :math:`|a - (w^\top x + b)| \le |c|` brackets the root), then :math:`z = x - \hat u\tanh a`.
-:func:`solve_increasing` does it by Newton steps safeguarded by bisection; one extra Newton step
-taken with autograd on gives the exact gradient of the root (implicit function theorem), so the
-inverse can be trained through (maximum likelihood).
+:func:`lftutor.bijections.monotone.solve_monotone` does it by Newton steps safeguarded by
+bisection; one extra Newton step taken with autograd on gives the exact gradient of the root
+(implicit function theorem), so the inverse can be trained through (maximum likelihood). The
+functional pieces :func:`planar_u_hat`, :func:`planar_transform` and :func:`planar_inverse` take
+per-sample parameters too: :class:`lftutor.bijections.conditional.ConditionalPlanar` uses them.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,45 +42,65 @@ from torch import nn
 
 from lftutor._checks import check_positive_int
 from lftutor.bijections.base import Bijection
+from lftutor.bijections.monotone import solve_increasing, solve_monotone
 
-__all__ = ["Planar", "solve_increasing"]
+__all__ = ["Planar", "planar_inverse", "planar_transform", "planar_u_hat", "solve_increasing"]
 
 
-def solve_increasing(fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                     target: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, *,
-                     max_iter: int = 100) -> torch.Tensor:
-    r"""Solve :math:`g(a) = t` elementwise for an increasing :math:`g`, without autograd.
+def planar_u_hat(u: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    r"""The constrained :math:`\hat u = u + [m(w^\top u) - w^\top u]\,w/\lVert w\rVert^2`, :math:`m(s) =
+    -1 + \log(1+e^s)`, so that :math:`w^\top\hat u > -1` (arXiv:1505.05770, appendix A.1).
 
-    Newton's method, falling back to bisection whenever a Newton step leaves the current bracket;
-    the bracket shrinks every iteration, so it converges for any continuous increasing ``g``.
-
-    Args:
-        fn: ``a -> (g(a), g'(a))``, elementwise, any shape.
-        target: :math:`t`, same shape as ``a``.
-        lo, hi: brackets with :math:`g(lo) \le t \le g(hi)` (broadcastable to ``target``).
-        max_iter: iterations at most (stops earlier once every root is found to round-off).
-
-    Returns:
-        The roots, detached, shape of ``target``.
+    Shapes:
+        ``u, w``: ``(*B, D)`` (one pair, or one per sample) -> ``(*B, D)``.
     """
-    with torch.no_grad():
-        lo = torch.broadcast_to(lo, target.shape).clone()
-        hi = torch.broadcast_to(hi, target.shape).clone()
-        a = 0.5 * (lo + hi)
-        tol = 4 * torch.finfo(target.dtype).eps
-        for _ in range(max_iter):
-            g, dg = fn(a)
-            resid = g - target
-            lo = torch.where(resid < 0, a, lo)
-            hi = torch.where(resid > 0, a, hi)
-            newton = a - resid / dg
-            inside = (newton > lo) & (newton < hi) & torch.isfinite(newton)
-            a_new = torch.where(inside, newton, 0.5 * (lo + hi))
-            step = (a_new - a).abs()
-            a = a_new
-            if bool((step <= tol * (1 + a.abs())).all()) or bool(((hi - lo) <= tol * (1 + a.abs())).all()):
-                break
-    return a
+    wu = (w * u).sum(-1, keepdim=True)
+    return u + (F.softplus(wu) - 1.0 - wu) * w / (w * w).sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def planar_transform(z: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Planar map and its log-determinant (matrix determinant lemma).
+
+    .. math::
+        x = z + \hat u\tanh(w^\top z + b), \qquad
+        \log\Big|\det\frac{\partial x}{\partial z}\Big|
+        = \log\big(1 + (1 - \tanh^2(w^\top z + b))\, w^\top\hat u\big),
+
+    positive because :math:`w^\top\hat u > -1` (use :func:`planar_u_hat`), so no absolute value
+    is needed, and ``log1p`` keeps the digits of a small :math:`w^\top\hat u`.
+
+    Shapes:
+        ``z``: ``(batch, D)``; ``u_hat, w``: ``(D,)`` or ``(batch, D)``; ``b``: ``()`` or ``(batch,)``
+        -> ``(x (batch, D), log_det (batch,))``.
+    """
+    t = torch.tanh((w * z).sum(-1) + b)
+    return z + u_hat * t.unsqueeze(-1), torch.log1p((1 - t * t) * (w * u_hat).sum(-1))
+
+
+def planar_inverse(x: torch.Tensor, u_hat: torch.Tensor, w: torch.Tensor, b: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Inverse of :func:`planar_transform`: solve along :math:`w`, then subtract along :math:`\hat u`.
+
+    With :math:`a = w^\top z + b` and :math:`c = w^\top\hat u > -1`, :math:`w^\top x + b = a +
+    c\tanh a` is strictly increasing in :math:`a`, and :math:`|a - (w^\top x + b)| \le |c|`
+    brackets the root; :func:`~lftutor.bijections.monotone.solve_monotone` finds it (with implicit
+    gradients) and :math:`z = x - \hat u\tanh a`.
+
+    Shapes:
+        as :func:`planar_transform`; returns ``(z (batch, D), log|det dz/dx| (batch,))``.
+    """
+    c = (w * u_hat).sum(-1)
+    target = (w * x).sum(-1) + b
+
+    def along_w(a):
+        t = torch.tanh(a)
+        return a + c * t, 1 + c * (1 - t * t)
+
+    spread = c.detach().abs() + 1e-6
+    a = solve_monotone(along_w, target, lo=target.detach() - spread, hi=target.detach() + spread)
+    t = torch.tanh(a)
+    return x - u_hat * t.unsqueeze(-1), -torch.log1p((1 - t * t) * c)
 
 
 class Planar(Bijection):
@@ -95,7 +115,7 @@ class Planar(Bijection):
         ``forward(z)``: ``(batch, D) -> (x (batch, D), log_det (batch,))`` with
         :math:`\log|\det\partial x/\partial z|`;
         ``reverse(x)``: ``(batch, D) -> (z, log_det)`` with :math:`\log|\det\partial z/\partial x|`
-        (numerical: :func:`solve_increasing`).
+        (numerical: :func:`planar_inverse`).
 
     Example:
         >>> layer = Planar(2).double()
@@ -116,33 +136,10 @@ class Planar(Bijection):
 
     def u_hat(self) -> torch.Tensor:
         r""":math:`\hat u`, constrained: :math:`w^\top\hat u = -1 + \mathrm{softplus}(w^\top u) > -1`."""
-        wu = self.w @ self.u
-        return self.u + (-1 + F.softplus(wu) - wu) * self.w / (self.w @ self.w).clamp_min(1e-12)
+        return planar_u_hat(self.u, self.w)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u = self.u_hat()
-        a = z @ self.w + self.b
-        t = torch.tanh(a)
-        x = z + t[:, None] * u
-        log_det = torch.log(torch.abs(1 + (1 - t**2) * (self.w @ u)))
-        return x, log_det
+        return planar_transform(z, self.u_hat(), self.w, self.b)
 
     def reverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u = self.u_hat()
-        c = self.w @ u
-        y = x @ self.w + self.b  # = a + c tanh(a)
-
-        def g(a):
-            t = torch.tanh(a)
-            return a + c * t, 1 + c * (1 - t**2)
-
-        spread = c.detach().abs() + 1e-6
-        a0 = solve_increasing(lambda a: tuple(v.detach() for v in g(a)), y.detach(),
-                              y.detach() - spread, y.detach() + spread)
-        # One Newton step with autograd on: same value, exact gradient of the root.
-        g0, dg0 = g(a0)
-        a = a0 - (g0 - y) / dg0.detach()
-        t = torch.tanh(a)
-        z = x - t[:, None] * u
-        log_det = -torch.log(torch.abs(1 + (1 - t**2) * c))
-        return z, log_det
+        return planar_inverse(x, self.u_hat(), self.w, self.b)

@@ -31,7 +31,7 @@ from lftutor.bijections.base import Bijection
 
 __all__ = ["DEFAULT_MIN_BIN", "DEFAULT_MIN_DERIVATIVE", "SplineCoupling", "ZeroModeSpline",
            "make_even_colour_masks", "make_phi4_spline_layers", "make_sublattice_masks",
-           "rational_quadratic_spline"]
+           "rational_quadratic_spline", "spline_bins"]
 
 DEFAULT_MIN_BIN = 1e-3
 DEFAULT_MIN_DERIVATIVE = 1e-3
@@ -89,22 +89,43 @@ def _spline(x: torch.Tensor, widths_heights: torch.Tensor, derivatives: torch.Te
             min_derivative: float = DEFAULT_MIN_DERIVATIVE) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`rational_quadratic_spline` with widths and heights stacked, ``(*S, 2, K)``, unchecked.
 
-    The same arithmetic in fewer operations (what a GPU pays for per step is the number of
-    kernels, not their size): one softmax and one cumulative sum for the widths and heights
-    together, one ``searchsorted`` for the bin, and two gathers (knots and derivatives at ``k``
-    and ``k + 1``) instead of six.
     A coupling passes a view of its conditioner's output, so nothing is copied for the stack.
+    """
+    # Shift so that zeros give derivative 1 (an identity spline at initialisation); the boundary
+    # derivatives are 1.
+    shift = math.log(math.expm1(1 - min_derivative))
+    d = F.pad(min_derivative + F.softplus(derivatives + shift), (1, 1), value=1.0)  # (*S, K + 1)
+    return spline_bins(x, widths_heights, d, bound=bound, inverse=inverse, min_bin=min_bin)
+
+
+def spline_bins(x: torch.Tensor, widths_heights: torch.Tensor, d: torch.Tensor, *, bound: float,
+                inverse: bool, min_bin: float = DEFAULT_MIN_BIN, tails: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The rational-quadratic bins of :math:`[-B, B]` onto itself, given every knot's derivative.
+
+    The arithmetic of :func:`rational_quadratic_spline` (formulas there) once, for the monotone
+    spline (boundary derivatives 1, identity tails) and the circular one
+    (:func:`lftutor.bijections.gauge.circular_spline`: :math:`d_K = d_0`, no tails) alike, in few
+    operations (what a GPU pays for per step is the number of kernels, not their size): one
+    softmax and one cumulative sum for the widths and heights together, one ``searchsorted`` for
+    the bin, and two gathers (knots and derivatives at ``k`` and ``k + 1``) instead of six.
+
+    Args:
+        x: ``(*S,)``.
+        widths_heights: unnormalised widths and heights, ``(*S, 2, K)``.
+        d: positive derivatives at the ``K + 1`` knots, ``(*S, K + 1)``.
+        bound: :math:`B`.
+        inverse: evaluate :math:`y \mapsto x`.
+        tails: the identity outside :math:`(-B, B)` (else ``x`` is clamped to :math:`[-B, B]`).
+
+    Returns:
+        ``(y, log|dy/dx|)`` of shape ``(*S,)`` (the inverse's log-derivative when ``inverse``).
     """
     n_bins = widths_heights.shape[-1]
     sizes = min_bin + (1 - min_bin * n_bins) * _softmax(widths_heights,
                                                          fused=widths_heights.device.type != "cpu")
     knots = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
     knots = 2 * bound * knots - bound  # (*S, 2, K + 1): x knots, then y knots
-    # Shift so that zeros give derivative 1 (an identity spline at initialisation); the boundary
-    # derivatives are 1.
-    shift = math.log(math.expm1(1 - min_derivative))
-    d = F.pad(min_derivative + F.softplus(derivatives + shift), (1, 1), value=1.0)  # (*S, K + 1)
-
     inside = x.abs() < bound
     xc = x.clamp(-bound, bound)
     grid = knots[..., 1 if inverse else 0, 1:-1].contiguous()  # interior knots, (*S, K - 1)
@@ -136,6 +157,8 @@ def _spline(x: torch.Tensor, widths_heights: torch.Tensor, derivatives: torch.Te
     else:
         y = xi * w_k + x_k
         log_det = -log_det
+    if not tails:
+        return y, log_det
     return torch.where(inside, y, x), torch.where(inside, log_det, 0.0)
 
 

@@ -27,7 +27,7 @@ every other layer), so :math:`Q R` itself is triangular.
 :math:`y = v + R\,h(\tilde R v + b)`, triangular in :math:`v`: component :math:`M` depends on
 :math:`v_M` alone, component :math:`i` on :math:`v_i` and the already-solved :math:`v_{>i}`. So
 back substitution with one increasing scalar equation per component
-(:func:`lftutor.bijections.planar.solve_increasing`); the part of :math:`x` orthogonal to the
+(:func:`lftutor.bijections.monotone.solve_increasing`); the part of :math:`x` orthogonal to the
 columns of :math:`Q` is unchanged. One Newton step with autograd on gives exact gradients.
 """
 
@@ -39,7 +39,7 @@ from torch import nn
 from lftutor._checks import check_positive_int
 from lftutor.bijections.base import Bijection
 from lftutor.bijections.householder import householder_matrix
-from lftutor.bijections.planar import solve_increasing
+from lftutor.bijections.monotone import solve_increasing
 
 __all__ = ["SYLVESTER_VARIANTS", "Sylvester"]
 
