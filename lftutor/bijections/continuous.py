@@ -30,8 +30,8 @@ Fields (all map ``(t (), z (batch, D)) -> (batch, D)``):
   log-determinant is :math:`t_1\operatorname{tr}A` (used by the tests).
 
 Example:
-    >>> torch.manual_seed(0)
-    >>> flow = make_cnf(2, field="planar", n_units=4)
+    >>> _ = torch.manual_seed(0)
+    >>> flow = make_cnf(2, field="planar", field_kwargs={"n_units": 4})
     >>> x, log_q = flow.sample(5)
     >>> torch.allclose(flow.log_prob(x), log_q, atol=1e-3)
     True
