@@ -1,7 +1,10 @@
 """Bijections: every layer and stack of the course, with one interface.
 
 ``forward(z) -> (x, log_det)`` maps latent to data (field), ``reverse(x) -> (z, log_det)`` back;
-``log_det`` has shape ``(batch,)`` (``log|det dx/dz|`` forward, ``log|det dz/dx|`` reverse).
+``log_det`` has shape ``(batch,)`` (``log|det dx/dz|`` forward, ``log|det dz/dx|`` reverse). Every
+layer is a :class:`~lftutor.bijections.base.Bijection`, whose base class checks the inputs of
+``forward`` and ``reverse`` once for all layers; :class:`~lftutor.bijections.base.Inverse` swaps
+a layer's directions.
 
 Lattice fields (units 1-6, 10):
 
@@ -34,6 +37,8 @@ from lftutor.bijections.autoregressive import (
     SplineAutoregressive,
     make_autoregressive_layers,
 )
+from lftutor.bijections.base import Bijection, Inverse
+from lftutor.bijections.conditional import ConditionalFlow
 from lftutor.bijections.coupling import (
     AffineCoupling,
     SimpleCouplingLayer,
@@ -42,14 +47,28 @@ from lftutor.bijections.coupling import (
     make_phi4_affine_layers,
 )
 from lftutor.bijections.flow import Flow
+from lftutor.bijections.gauge import GaugeEquivariantCoupling
 from lftutor.bijections.householder import DiagonalAffine, Householder
 from lftutor.bijections.planar import Planar
 from lftutor.bijections.polynomial import SumOfSquaresPolynomial
 from lftutor.bijections.radial import Radial
+from lftutor.bijections.splines import SplineCoupling
 from lftutor.bijections.sylvester import Sylvester
+from lftutor.bijections.symmetry import Z2Symmetric
 
-__all__ = ["MADE", "AffineCoupling", "DiagonalAffine", "Flow", "Householder",
-           "MaskedAffineAutoregressive", "NeuralAutoregressive", "Permutation", "Planar", "Radial",
-           "SimpleCouplingLayer", "SplineAutoregressive", "SumOfSquaresPolynomial", "Sylvester",
-           "make_autoregressive_layers", "make_checker_mask", "make_conv_net",
-           "make_phi4_affine_layers"]
+__all__ = ["MADE", "AffineCoupling", "Bijection", "ConditionalFlow", "ContinuousFlow", "DiagonalAffine",
+           "Flow",
+           "GaugeEquivariantCoupling", "Householder", "Inverse", "MaskedAffineAutoregressive",
+           "NeuralAutoregressive", "Permutation", "Planar", "Radial", "SimpleCouplingLayer",
+           "SplineAutoregressive", "SplineCoupling", "SumOfSquaresPolynomial", "Sylvester", "Z2Symmetric",
+           "make_autoregressive_layers", "make_checker_mask", "make_conv_net", "make_phi4_affine_layers"]
+
+
+def __getattr__(name: str):
+    # ContinuousFlow is imported on first use: it needs torchdiffeq, which `import lftutor` should
+    # not have to load (units 1-7 never use it).
+    if name == "ContinuousFlow":
+        from lftutor.bijections.continuous import ContinuousFlow
+
+        return ContinuousFlow
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

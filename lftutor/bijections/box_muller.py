@@ -15,6 +15,8 @@ import math
 
 import torch
 
+__all__ = ["box_muller", "box_muller_log_det"]
+
 
 def _check_points(u: torch.Tensor) -> torch.Tensor:
     if not isinstance(u, torch.Tensor) or u.dim() != 2 or u.shape[1] != 2:

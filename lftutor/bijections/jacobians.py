@@ -12,6 +12,8 @@ from torch.func import jacrev, vmap
 
 from lftutor._checks import check_field
 
+__all__ = ["layer_jacobians", "layer_log_dets", "model_jacobian"]
+
 
 def _jacobian_of(fn, x: torch.Tensor) -> torch.Tensor:
     shape = tuple(x.shape[1:])

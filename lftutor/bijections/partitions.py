@@ -15,6 +15,9 @@ import torch
 from lftutor._checks import check_lattice_shape
 from lftutor.bijections.coupling import make_checker_mask
 
+__all__ = ["PARTITIONS", "checkerboard_partition", "get_partition", "lexicographic_partition",
+           "random_partition"]
+
 
 def lexicographic_partition(lattice_shape: Sequence[int]) -> torch.Tensor:
     """First half of the sites in row-major (lexicographic) order is 1, the second half 0.

@@ -53,6 +53,8 @@ from lftutor._checks import check_positive_int
 from lftutor.bijections.autoregressive import AutoregressiveBijection
 from lftutor.bijections.monotone import solve_monotone
 
+__all__ = ["SumOfSquaresPolynomial"]
+
 
 class SumOfSquaresPolynomial(AutoregressiveBijection):
     r"""Sum-of-squares polynomial autoregressive layer (arXiv:1905.02325); math in the module doc.

@@ -33,6 +33,8 @@ from torch import nn
 
 from lftutor._checks import check_field, check_positive_int
 
+__all__ = ["Z2Symmetric"]
+
 _LOG_2 = math.log(2.0)
 
 

@@ -28,6 +28,8 @@ from collections.abc import Callable
 
 import torch
 
+__all__ = ["PROBES", "exact_trace", "hutchinson_trace", "hutchinson_variance", "sample_probe"]
+
 PROBES = ("gaussian", "rademacher")
 
 
