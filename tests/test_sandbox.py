@@ -115,3 +115,51 @@ def test_a_sandboxed_command_sees_no_course_and_cannot_write(tmp_path):
     assert pid < 10, "the command has a PID namespace of its own"
     if uid is not None:
         assert f"uid {uid}" in out
+
+
+@pytest.mark.slow
+def test_a_flood_is_dropped_and_reported_whether_it_comes_in_many_messages_or_one(tmp_path):
+    """Output over the cap is dropped and reported both ways it can arrive: as many small
+    messages (counted as they come) and as one message over the client's size limit, which
+    ZeroMQ refuses by dropping the connection (what a fast ``print`` loop gives: ipykernel
+    sends everything printed within 0.2 s as one message). Grading goes on after either."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    from traitlets.config import Config
+
+    config = Config()
+    config.Sandbox.output_mb = 1
+    config.Execute.timeout = 60
+    cells = {
+        "many": ["import sys, time\nfor i in range(30):\n    print('x' * 100_000)\n"
+                 "    sys.stdout.flush(); time.sleep(0.01)", "print('after', 6 * 7)"],
+        "one": ["print('y' * 10_000_000, flush=True)", "print('after', 6 * 7)"],
+    }
+    for name, sources in cells.items():
+        sb.events(clear=True)
+        nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        (tmp_path / name).mkdir()
+        ex = sb.SandboxedExecute(config=config)
+        nb, _ = ex.preprocess(nb, {"metadata": {"path": str(tmp_path / name)}})
+        found = sb.events(clear=True)
+        assert any(e.startswith("output over 1 MB dropped") for e in found), (name, found)
+        kept = len(nbformat.writes(nb))
+        assert kept < 3_000_000, (name, kept)
+        if name == "one":  # the single message never reached the grader's memory
+            assert any("refused" in e for e in found), found
+        assert "grader" in str(nb.cells[0].outputs), (name, "the student is told")
+        assert nb.cells[1].execution_count == 2, (name, "the notebook ran to the end")
+
+
+def test_the_copy_of_a_folder_skips_the_sandbox_folder_inside_it_and_links(tmp_path):
+    (tmp_path / "nb.ipynb").write_text("{}")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("x")
+    (tmp_path / "link").symlink_to("/etc/passwd")
+    dest = tmp_path / "lftutor-kernel-1" / "files"
+    dest.mkdir(parents=True)
+    sb._copy_submission(tmp_path, dest, uid=None)
+    assert sorted(p.name for p in dest.iterdir()) == ["data", "nb.ipynb"]
+    assert (dest / "data" / "x.txt").read_text() == "x"

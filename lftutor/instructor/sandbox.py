@@ -51,8 +51,10 @@ from pathlib import Path
 
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import ensure_async, run_sync
+from nbclient.exceptions import CellTimeoutError
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Int, Unicode
+from traitlets import Bool, Int, Type, Unicode
 from traitlets.config import LoggingConfigurable
 
 __all__ = ["Limits", "Sandbox", "SandboxUnavailable", "SandboxedExecute", "SandboxedKernelManager",
@@ -308,11 +310,9 @@ def sandbox_env(env: dict[str, str], *, threads: int | None = None) -> dict[str,
 def _course_hidden(config) -> list[Path]:
     """Folders a kernel never sees: the course root (from nbgrader's config) and HOME."""
     hidden = [Path.home().resolve()]
-    try:
-        root = config.CourseDirectory.root
-    except AttributeError:
-        root = None
-    if root:
+    # .get, not attribute access: a Config makes up an empty value for a key never set
+    root = config.get("CourseDirectory", {}).get("root")
+    if isinstance(root, (str, os.PathLike)) and str(root):
         hidden.append(Path(root).resolve())
     return hidden
 
@@ -374,14 +374,54 @@ class _LimitedClient(AsyncKernelClient):
 
         sock = super()._create_connected_socket(channel, identity)
         if self.max_message_bytes:
+            # a connection takes the socket's options when it is made: connect again after
+            # setting the limit, or it never applies
+            url = self._make_url(channel)
+            sock.disconnect(url)
             sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+            sock.connect(url)
+            # ZeroMQ refuses an oversized message by dropping the connection, silently, and
+            # never reconnects (a protocol error): a socket monitor is the only place where
+            # that shows, and :meth:`reconnect_refused` makes the connection again
+            address = f"inproc://lftutor-monitor-{id(sock)}"
+            sock.monitor(address, zmq.EVENT_DISCONNECTED)
+            watcher = zmq.Context(shadow=self.context.underlying).socket(zmq.PAIR)
+            watcher.connect(address)
+            self.__dict__.setdefault("_watched", []).append((sock, url, watcher))
         return sock
+
+    def stop_channels(self):
+        # before the channels: destroying the context waits for every socket, these too
+        for _, _, watcher in self.__dict__.pop("_watched", []):
+            watcher.close(linger=0)
+        super().stop_channels()
+
+    def reconnect_refused(self) -> int:
+        """Connect again every channel that lost its connection since the last call; returns
+        how many did (never blocks)."""
+        import zmq
+
+        count = 0
+        for sock, url, watcher in self.__dict__.get("_watched", []):
+            lost = False
+            while watcher.poll(0):
+                watcher.recv_multipart(zmq.NOBLOCK)
+                lost = True
+            if lost and not sock.closed:
+                count += 1
+                with contextlib.suppress(zmq.ZMQError):
+                    sock.disconnect(url)
+                sock.connect(url)
+        return count
 
 
 class SandboxedKernelManager(AsyncKernelManager):
     """Starts the kernel through :func:`bwrap_command` (when ``c.Sandbox.enabled``)."""
 
-    client_class = "lftutor.instructor.sandbox._LimitedClient"
+    client_class = Unicode("lftutor.instructor.sandbox._LimitedClient")
+    # AsyncKernelManager declares its own client_factory with a fixed default, which wins over
+    # the client_class above: without this, the plain client (no size limit) would be used
+    client_factory = Type(_LimitedClient, klass=AsyncKernelClient)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -500,7 +540,7 @@ def _copy_submission(src: Path, dest: Path, *, uid: int | None) -> None:
         return
     for entry in src.iterdir():
         target = dest / entry.name
-        if entry.is_symlink():
+        if entry.is_symlink() or _inside(dest, entry):  # never the sandbox's own folder
             continue
         if entry.is_dir():
             shutil.copytree(entry, target, symlinks=True,
@@ -530,6 +570,42 @@ class SandboxedExecute(Execute):
         self._output_bytes, self._truncated = 0, False
         with gradebook_unlocked():
             return super().preprocess(nb, resources, km=km)
+
+    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
+        try:
+            result = await super().async_execute_cell(cell, cell_index, *args, **kwargs)
+        except CellTimeoutError:
+            # a refused message can take the cell's closing status message with it: nbclient
+            # then times out waiting for IOPub; that cell is done, and the kernel still alive
+            if not await self._note_refused_messages(cell):
+                raise
+            return cell
+        await self._note_refused_messages(cell)
+        return result
+
+    # nbclient binds its synchronous wrapper to its own coroutine: bind it again to this one
+    execute_cell = run_sync(async_execute_cell)
+
+    async def _note_refused_messages(self, cell) -> bool:
+        """A message over the client's size limit (one flush of a fast ``print`` loop can be
+        hundreds of MB) never reaches :meth:`output`: ZeroMQ drops the connection instead, and
+        reconnects. A dropped connection to a kernel that is still alive means exactly that;
+        the event is recorded and the student told, in the cell's output."""
+        watch = getattr(self.kc, "reconnect_refused", None)
+        if watch is None or not watch() or self.km is None:
+            return False
+        if not await ensure_async(self.km.is_alive()):
+            return False  # a dead kernel drops its connections too; that is reported elsewhere
+        refused = 2 * self.sandbox.output_mb
+        if not self._truncated:
+            self._truncated = True
+            _event(f"output over {self.sandbox.output_mb} MB dropped (a single message of more "
+                   f"than {refused} MB was refused)")
+        from nbformat.v4 import new_output
+
+        cell.setdefault("outputs", []).append(new_output("stream", name="stderr", text=(
+            f"[the grader refused this cell's output: one message over {refused} MB]\n")))
+        return True
 
     def output(self, outs, msg, display_id, cell_index):
         content = msg.get("content", {})
