@@ -41,8 +41,34 @@ def add_training_arguments(p: argparse.ArgumentParser, *, default_budget: float)
     p.add_argument("--eval-samples", type=positive_int, default=8192,
                    help="fresh samples for the final ESS (default 8192)")
     p.add_argument("--save", metavar="FILE", help="save the trained weights (torch.save)")
+    add_output_arguments(p)
+
+
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """``--json`` and ``--quiet``, the last options of every train and mcmc command."""
     p.add_argument("--json", action="store_true", help="print the result as a JSON last line")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_sampler_arguments(p: argparse.ArgumentParser, *, weights_help: str, train_budget_help: str) -> None:
+    """``--sampler flow|hmc`` and where an mcmc command's flow comes from: ``--weights FILE`` or
+    ``--train-budget SECONDS``, one or the other."""
+    p.add_argument("--sampler", choices=["flow", "hmc"], default="flow")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", metavar="FILE", help=weights_help)
+    source.add_argument("--train-budget", type=positive_float, metavar="SECONDS", help=train_budget_help)
+
+
+def add_chain_arguments(p: argparse.ArgumentParser, *, samples: int, samples_help: str, chains: int,
+                        thermalize_help: str) -> None:
+    """An mcmc command's chain length (``--samples``) and HMC settings (``--chains``,
+    ``--step-size``, ``--n-leapfrog``, ``--thermalize``); the defaults and help that differ
+    between models are arguments."""
+    p.add_argument("--samples", type=positive_int, default=samples, help=samples_help)
+    p.add_argument("--chains", type=positive_int, default=chains, help="HMC: parallel chains")
+    p.add_argument("--step-size", type=positive_float, default=0.1, help="HMC leapfrog step")
+    p.add_argument("--n-leapfrog", type=positive_int, default=10, help="HMC leapfrog steps")
+    p.add_argument("--thermalize", type=float, default=0.1, help=thermalize_help)
 
 
 def run_training(args, flow, action, **train_kwargs) -> tuple[dict, int, float]:

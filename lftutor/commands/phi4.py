@@ -7,7 +7,15 @@ import time
 
 import torch
 
-from lftutor.commands._common import add_training_arguments, positive_float, positive_int, run_training, setup
+from lftutor.commands._common import (
+    add_chain_arguments,
+    add_output_arguments,
+    add_sampler_arguments,
+    add_training_arguments,
+    positive_int,
+    run_training,
+    setup,
+)
 
 
 def register(train, mcmc) -> None:
@@ -35,23 +43,16 @@ def register(train, mcmc) -> None:
     p.add_argument("--L", type=positive_int, default=8, help="lattice extent (even)")
     p.add_argument("--m2", type=float, default=-4.0)
     p.add_argument("--lam", type=float, default=8.0)
-    p.add_argument("--sampler", choices=["flow", "hmc"], default="flow")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--weights", metavar="FILE", help="trained flow weights (from train --save)")
-    source.add_argument("--train-budget", type=positive_float, metavar="SECONDS",
-                        help="train a flow for this long first (default 120 when no --weights)")
+    add_sampler_arguments(
+        p, weights_help="trained flow weights (from train --save)",
+        train_budget_help="train a flow for this long first (default 120 when no --weights)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="fast",
                    help="architecture of the flow (must match --weights)")
-    p.add_argument("--samples", type=positive_int, default=65536,
-                   help="chain length (for HMC: trajectories in total, over all chains)")
-    p.add_argument("--chains", type=positive_int, default=32, help="HMC: parallel chains")
-    p.add_argument("--step-size", type=positive_float, default=0.1, help="HMC leapfrog step")
-    p.add_argument("--n-leapfrog", type=positive_int, default=10, help="HMC leapfrog steps")
-    p.add_argument("--thermalize", type=float, default=0.1,
-                   help="HMC: fraction of each chain discarded (default 0.1)")
+    add_chain_arguments(
+        p, samples=65536, samples_help="chain length (for HMC: trajectories in total, over all chains)",
+        chains=32, thermalize_help="HMC: fraction of each chain discarded (default 0.1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print the result as a JSON last line")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(p)
     p.set_defaults(run=mcmc_phi4)
 
 

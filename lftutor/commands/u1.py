@@ -7,7 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-from lftutor.commands._common import add_training_arguments, positive_float, positive_int, run_training
+from lftutor.commands._common import (
+    add_chain_arguments,
+    add_output_arguments,
+    add_sampler_arguments,
+    add_training_arguments,
+    positive_float,
+    positive_int,
+    run_training,
+)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -74,22 +82,15 @@ def register(train, mcmc) -> None:
 
     m = mcmc.add_parser("u1", help="average plaquette and chi_top from flow Metropolis or HMC, vs exact")
     _model_arguments(m)
-    m.add_argument("--sampler", choices=["flow", "hmc"], default="flow")
-    source = m.add_mutually_exclusive_group()
-    source.add_argument("--weights", metavar="FILE",
-                        help="trained flow weights (default: the shipped ones for this L and beta, if any)")
-    source.add_argument("--train-budget", type=positive_float, metavar="SECONDS",
-                        help="train a flow for this long first (default 120 s when no weights)")
-    m.add_argument("--samples", type=positive_int, default=16384,
-                   help="Metropolis steps (flow) or trajectories in all (hmc)")
-    m.add_argument("--chains", type=positive_int, default=1, help="HMC: parallel chains")
-    m.add_argument("--step-size", type=positive_float, default=0.1, help="HMC leapfrog step")
-    m.add_argument("--n-leapfrog", type=positive_int, default=10, help="HMC leapfrog steps")
-    m.add_argument("--thermalize", type=float, default=0.1, help="HMC: fraction dropped at the start")
+    add_sampler_arguments(
+        m, weights_help="trained flow weights (default: the shipped ones for this L and beta, if any)",
+        train_budget_help="train a flow for this long first (default 120 s when no weights)")
+    add_chain_arguments(
+        m, samples=16384, samples_help="Metropolis steps (flow) or trajectories in all (hmc)",
+        chains=1, thermalize_help="HMC: fraction dropped at the start")
     m.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--json", action="store_true", help="print the result as a JSON last line")
-    m.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(m)
     m.set_defaults(run=mcmc_u1)
 
 

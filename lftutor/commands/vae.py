@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
-from lftutor.commands._common import positive_float, positive_int
+from lftutor.commands._common import add_output_arguments, positive_float, positive_int
 
 
 def register(train, mcmc) -> None:
@@ -29,8 +29,7 @@ def register(train, mcmc) -> None:
     p.add_argument("--save", metavar="FILE", help="save the trained model (lftutor.amortized.weights format)")
     p.add_argument("--per-image", action="store_true",
                    help="include the per-image test log-likelihoods in the JSON (for paired comparisons)")
-    p.add_argument("--json", action="store_true", help="print the result as a JSON last line")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_arguments(p)
     p.set_defaults(run=train_vae_command)
 
 
