@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from lftutor._checks import check_positive_int
-from lftutor.bijections.autoregressive import AutoregressiveBijection
+from lftutor.bijections.made import AutoregressiveBijection
 from lftutor.bijections.monotone import solve_monotone
 
 __all__ = ["SumOfSquaresPolynomial"]
