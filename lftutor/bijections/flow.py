@@ -1,8 +1,13 @@
-r"""A normalizing flow: a prior and a stack of bijections.
+r"""A normalizing flow: a prior and a stack of bijections, with or without a context.
 
 .. math::
     \phi = f(z),\quad z\sim r, \qquad
     \log q(\phi) = \log r(z) - \log\Big|\det\frac{\partial f}{\partial z}\Big|
+
+With a context :math:`c` the same stack gives :math:`q(\phi\mid c)`: layers whose ``conditional``
+attribute is true get the context, the others (permutations, plain layers) do not. The one loop
+over the layers serves plain flows and the conditional ones of
+:class:`lftutor.bijections.conditional.ConditionalFlow`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from torch import nn
 from lftutor._checks import check_positive_int
 from lftutor.bijections.base import Bijection
 
-__all__ = ["Flow", "apply_flow_to_prior"]
+__all__ = ["Flow"]
 
 
 class Flow(Bijection):
@@ -26,9 +31,10 @@ class Flow(Bijection):
         layers: bijections applied in order in ``forward`` (latent -> field).
 
     Shapes:
-        ``forward(z)``: ``(batch, *L) -> (phi (batch, *L), log_det (batch,))``;
-        ``reverse(phi)``: ``(batch, *L) -> (z, log_det)``;
-        ``sample(n)``: ``-> (phi (n, *L), log_q (n,))``; ``log_prob(phi)``: ``-> (batch,)``.
+        ``forward(z[, context])``: ``(batch, *L)[, (batch, C)] -> (phi (batch, *L), log_det (batch,))``;
+        ``reverse(phi[, context])``: ``(batch, *L)[, (batch, C)] -> (z, log_det)``;
+        ``sample(n)``: ``-> (phi (n, *L), log_q (n,))``; ``log_prob(phi[, context])``: ``-> (batch,)``.
+        The context goes to the layers whose ``conditional`` is true (ignored by the others).
 
     Example:
         >>> from lftutor import SimpleNormal, make_phi4_affine_layers
@@ -49,19 +55,27 @@ class Flow(Bijection):
     def lattice_shape(self) -> tuple[int, ...]:
         return tuple(self.prior.lattice_shape)
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_det = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
-        for layer in self.layers:
-            z, ld = layer.forward(z)
-            log_det = log_det + ld
-        return z, log_det
+    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent to field through every layer in order: ``(z, log|det dphi/dz|)``."""
+        return self._through(self.layers, "forward", z, context)
 
-    def reverse(self, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        log_det = torch.zeros(phi.shape[0], dtype=phi.dtype, device=phi.device)
-        for layer in reversed(self.layers):
-            phi, ld = layer.reverse(phi)
+    def reverse(self, phi: torch.Tensor, context: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Field to latent through every layer in reverse order: ``(z, log|det dz/dphi|)``."""
+        return self._through(reversed(self.layers), "reverse", phi, context)
+
+    @staticmethod
+    def _through(layers: Iterable[nn.Module], direction: str, x: torch.Tensor,
+                 context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        # A conditional layer always gets the context argument, so that a missing one (None)
+        # meets that layer's own check and message rather than a TypeError.
+        log_det = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        for layer in layers:
+            step = getattr(layer, direction)
+            x, ld = step(x, context) if getattr(layer, "conditional", False) else step(x)
             log_det = log_det + ld
-        return phi, log_det
+        return x, log_det
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` fields and their log-density under the flow."""
@@ -70,23 +84,7 @@ class Flow(Bijection):
         phi, log_det = self.forward(z)
         return phi, self.prior.log_prob(z) - log_det
 
-    def log_prob(self, phi: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, phi: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         r""":math:`\log q(\phi) = \log r(f^{-1}(\phi)) + \log|\det \partial f^{-1}/\partial\phi|`."""
-        z, log_det = self.reverse(phi)
+        z, log_det = self.reverse(phi, context)
         return self.prior.log_prob(z) + log_det
-
-
-def apply_flow_to_prior(prior, layers: Iterable[nn.Module], *, batch_size: int
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ``batch_size`` latents from ``prior`` and push them through ``layers``.
-
-    Returns:
-        ``(phi, log_q)`` of shapes ``(batch, *L)`` and ``(batch,)``.
-    """
-    check_positive_int(batch_size, name="batch_size")
-    z = prior.sample_n(batch_size)
-    log_q = prior.log_prob(z)
-    for layer in layers:
-        z, log_det = layer.forward(z)
-        log_q = log_q - log_det
-    return z, log_q
