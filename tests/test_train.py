@@ -79,6 +79,32 @@ def test_nan_loss_raises_with_the_step_number():
         train(_flow(), action, steps=10, batch_size=8)
 
 
+def test_a_diverged_training_still_restores_the_lr_and_the_threads_and_ends_the_callbacks():
+    calls = []
+
+    class Recorder(Callback):
+        def on_train_end(self, history):
+            calls.append(("end", len(history)))
+
+    def action(phi):  # good for steps 0 and 1, then NaN
+        calls.append("step")
+        s = ScalarPhi4Action(-4, 8)(phi)
+        return s * float("nan") if calls.count("step") > 2 else s
+
+    flow = _flow()
+    optimizer = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    threads = torch.get_num_threads()
+    with pytest.raises(TrainingDiverged, match="at step 2"):
+        # the schedule lowers the rate from the first step on, so a missed restore would show
+        train(flow, action, steps=10, batch_size=8, optimizer=optimizer, callbacks=[Recorder()],
+              lr_schedule=lambda progress: 0.5 - 0.1 * progress,
+              num_threads=1 if threads > 1 else 2)
+    assert optimizer.param_groups[0]["lr"] == 1e-2
+    assert torch.get_num_threads() == threads
+    assert calls[-1] == ("end", 2)  # on_train_end saw the two steps that were recorded
+    assert not flow.training
+
+
 def test_lr_schedule_is_applied():
     hist = train(_flow(), ScalarPhi4Action(-4, 8), steps=10, batch_size=8, lr=1e-2,
                  lr_schedule=cosine_schedule)

@@ -146,31 +146,12 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor] | None = None, *,
         >>> history.objective, len(history)
         ('custom', 3)
     """
-    given = [name for name, value in (("action", action), ("data", data), ("loss_fn", loss_fn))
-             if value is not None]
-    if len(given) != 1:
-        raise ValueError("expected exactly one objective: an action S (reverse KL), data= (maximum "
-                         f"likelihood) or loss_fn= (custom), got {given or 'none'}")
-    if data is not None and not callable(data):
-        if not isinstance(data, torch.Tensor) or data.dim() < 2 or data.shape[0] == 0:
-            raise ValueError("expected data= a tensor (n_data, *event_shape) with n_data >= 1 or a "
-                             f"function n -> samples, got {_describe(data)}")
-    if steps is None and time_budget is None:
-        raise ValueError("expected steps=N or time_budget=SECONDS (or both), got neither")
-    if steps is not None:
-        check_positive_int(steps, name="steps")
-    if time_budget is not None and not (isinstance(time_budget, (int, float)) and time_budget > 0):
-        raise ValueError(f"expected a positive time_budget in seconds, got {time_budget!r}")
-    check_positive_int(batch_size, name="batch_size")
-    check_positive_int(ess_every, name="ess_every")
-    if num_threads is not None:
-        check_positive_int(num_threads, name="num_threads")
-    if gradient not in ("reparam", "path"):
-        raise ValueError(f"expected gradient='reparam' or 'path', got {gradient!r}")
+    objective = _objective(action, data, loss_fn)
+    _check_settings(data=data, steps=steps, time_budget=time_budget, batch_size=batch_size,
+                    ess_every=ess_every, num_threads=num_threads, gradient=gradient)
     callbacks = [_as_callback(cb) for cb in callbacks]
     history = History() if history is None else history
-    history.objective = given[0] if given[0] != "action" else "reverse_kl"
-    history.objective = {"data": "nll", "loss_fn": "custom"}.get(history.objective, history.objective)
+    history.objective = objective
     history.time_budget, history.steps_budget = time_budget, steps
     if optimizer is None:
         optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
@@ -186,40 +167,83 @@ def train(flow, action: Callable[[torch.Tensor], torch.Tensor] | None = None, *,
         step = _likelihood_step(flow, data, optimizer, batch_size, generator, first_step)
     else:
         step = _custom_step(flow, loss_fn, optimizer, batch_size, first_step)
+    # Whatever ends the run (the budget, a TrainingDiverged, an interrupt), the thread count and
+    # the learning rate are restored and the callbacks hear the end (a live plot draws its last
+    # state, a progress bar closes).
     try:
         flow.train()
         for cb in callbacks:
             cb.on_train_begin(history)
-        start = clock()
-        i = 0
-        while True:
-            elapsed = clock() - start
-            progress = max(i / steps if steps else 0.0,
-                           elapsed / time_budget if time_budget else 0.0)
-            if (steps is not None and i >= steps) or (time_budget is not None and elapsed >= time_budget):
-                break
-            factor = lr_schedule(progress) if lr_schedule is not None else 1.0
-            for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-                group["lr"] = base * factor
-            stats = step(i % ess_every == 0)
-            history.step.append(first_step + i)
-            history.loss.append(stats[0])
-            history.ess.append(stats[1])
-            history.logw_mean.append(stats[2])
-            history.logw_std.append(stats[3])
-            history.seconds.append(clock() - start)
-            history.lr.append(optimizer.param_groups[0]["lr"])
-            for cb in callbacks:
-                cb.on_step(history)
-            i += 1
+        _run_steps(step, history, optimizer, base_lrs, callbacks, steps=steps,
+                   time_budget=time_budget, lr_schedule=lr_schedule, ess_every=ess_every,
+                   first_step=first_step, clock=clock)
     finally:
         torch.set_num_threads(threads_before)
-    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-        group["lr"] = base
-    for cb in callbacks:
-        cb.on_train_end(history)
-    flow.eval()
+        _scale_lr(optimizer, base_lrs, 1.0)
+        for cb in callbacks:
+            cb.on_train_end(history)
+        flow.eval()
     return history
+
+
+def _objective(action, data, loss_fn) -> str:
+    """Which objective the arguments ask for: ``"reverse_kl"``, ``"nll"`` or ``"custom"``."""
+    given = [name for name, value in (("action", action), ("data", data), ("loss_fn", loss_fn))
+             if value is not None]
+    if len(given) != 1:
+        raise ValueError("expected exactly one objective: an action S (reverse KL), data= (maximum "
+                         f"likelihood) or loss_fn= (custom), got {given or 'none'}")
+    if data is not None and not callable(data):
+        if not isinstance(data, torch.Tensor) or data.dim() < 2 or data.shape[0] == 0:
+            raise ValueError("expected data= a tensor (n_data, *event_shape) with n_data >= 1 or a "
+                             f"function n -> samples, got {_describe(data)}")
+    return {"action": "reverse_kl", "data": "nll", "loss_fn": "custom"}[given[0]]
+
+
+def _check_settings(*, data, steps, time_budget, batch_size, ess_every, num_threads, gradient) -> None:
+    """The budget and the settings of :func:`train`; ``ValueError`` names the first bad one."""
+    if steps is None and time_budget is None:
+        raise ValueError("expected steps=N or time_budget=SECONDS (or both), got neither")
+    if steps is not None:
+        check_positive_int(steps, name="steps")
+    if time_budget is not None and not (isinstance(time_budget, (int, float)) and time_budget > 0):
+        raise ValueError(f"expected a positive time_budget in seconds, got {time_budget!r}")
+    check_positive_int(batch_size, name="batch_size")
+    check_positive_int(ess_every, name="ess_every")
+    if num_threads is not None:
+        check_positive_int(num_threads, name="num_threads")
+    if gradient not in ("reparam", "path"):
+        raise ValueError(f"expected gradient='reparam' or 'path', got {gradient!r}")
+
+
+def _scale_lr(optimizer, base_lrs: list[float], factor: float) -> None:
+    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+        group["lr"] = base * factor
+
+
+def _run_steps(step, history: History, optimizer, base_lrs: list[float], callbacks: list[Callback], *,
+               steps, time_budget, lr_schedule, ess_every: int, first_step: int, clock) -> None:
+    """Take steps until the first budget is reached, recording each in ``history``."""
+    start = clock()
+    i = 0
+    while True:
+        elapsed = clock() - start
+        progress = max(i / steps if steps else 0.0,
+                       elapsed / time_budget if time_budget else 0.0)
+        if (steps is not None and i >= steps) or (time_budget is not None and elapsed >= time_budget):
+            break
+        _scale_lr(optimizer, base_lrs, lr_schedule(progress) if lr_schedule is not None else 1.0)
+        stats = step(i % ess_every == 0)
+        history.step.append(first_step + i)
+        history.loss.append(stats[0])
+        history.ess.append(stats[1])
+        history.logw_mean.append(stats[2])
+        history.logw_std.append(stats[3])
+        history.seconds.append(clock() - start)
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        for cb in callbacks:
+            cb.on_step(history)
+        i += 1
 
 
 _NAN = float("nan")
