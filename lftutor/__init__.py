@@ -57,4 +57,16 @@ __all__ = [
     "train",
 ]
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    # pyproject.toml is the one place the version is written; an installed package (editable or
+    # not) carries it in its metadata. A source tree on sys.path without an install has none.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lftutor")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
