@@ -163,6 +163,18 @@ class AffineCoupling(Bijection):
 
     Shapes:
         ``forward``/``reverse``: ``(batch, *lattice_shape) -> ((batch, *lattice_shape), (batch,))``.
+
+    Example:
+        >>> mask = make_checker_mask((4, 4), 0)
+        >>> layer = AffineCoupling(make_conv_net(hidden_sizes=[4], kernel_size=3), mask)
+        >>> z = torch.randn(3, 4, 4)
+        >>> phi, log_det = layer(z)
+        >>> phi.shape, log_det.shape
+        (torch.Size([3, 4, 4]), torch.Size([3]))
+        >>> torch.equal(phi[:, mask == 1], z[:, mask == 1])  # the frozen sites are unchanged
+        True
+        >>> torch.allclose(layer.reverse(phi)[0], z, atol=1e-5)
+        True
     """
 
     input_names = ("z", "phi")

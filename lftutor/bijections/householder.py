@@ -81,6 +81,19 @@ class DiagonalAffine(Bijection):
 
     Shapes:
         ``forward(z)``: ``(batch, D) -> (x (batch, D), log_det (batch,))``; ``reverse`` its inverse.
+
+    Example:
+        >>> layer = DiagonalAffine(2)
+        >>> with torch.no_grad():
+        ...     _ = layer.shift.fill_(1.0)
+        ...     _ = layer.log_scale.fill_(0.5)
+        >>> x, log_det = layer(torch.tensor([[0.0, 2.0]]))
+        >>> [round(v, 4) for v in x[0].tolist()]  # 1 + e^{0.5} z
+        [1.0, 4.2974]
+        >>> log_det.tolist()  # 0.5 per coordinate
+        [1.0]
+        >>> layer.reverse(x)[0].tolist()
+        [[0.0, 2.0]]
     """
 
     def __init__(self, dim: int, *, dtype: torch.dtype = torch.float32):
