@@ -42,6 +42,8 @@ from lftutor.graders.core import (
     generator,
     make_read_only,
     max_abs_diff,
+    method_codes,
+    number,
     ok,
     randn,
     tensor_result,
@@ -55,27 +57,10 @@ _L = types.SimpleNamespace(bce=_F.binary_cross_entropy_with_logits, sigmoid=_tor
                            manual_seed=_torch.manual_seed, get_rng_state=_torch.get_rng_state,
                            set_rng_state=_torch.set_rng_state)
 
-def _own_method_codes(*classes) -> frozenset:
-    """:func:`method_codes` of ``classes``, each method unwrapped (``__wrapped__``) first: a wrapper
-    that a base class puts around every subclass's ``forward`` (the bijection checks) shares one
-    code object among all layers, so forbidding it would forbid calling the layers themselves."""
-    codes = set()
-    for cls in classes:
-        for attr in vars(cls).values():
-            func = getattr(attr, "__func__", getattr(attr, "func", attr))
-            while hasattr(func, "__wrapped__"):
-                func = func.__wrapped__
-            if isinstance(func, types.FunctionType):
-                codes.add(func.__code__)
-            elif isinstance(attr, property) and attr.fget is not None:
-                codes.add(attr.fget.__code__)
-    return frozenset(codes)
-
-
 _FORBID = {
     "elbo": (function_codes(_bounds.elbo, _vae.bernoulli_log_likelihood, _layers.standard_normal_log_prob)
-             | _own_method_codes(_vae.VAE), set()),
-    "flow": (_own_method_codes(_layers.ConditionalFlow, _vae.VAE), set()),
+             | method_codes(_vae.VAE), set()),
+    "flow": (method_codes(_layers.ConditionalFlow, _vae.VAE), set()),
     "iwae": (function_codes(_bounds.log_mean_exp, _bounds.iwae_log_likelihood), set()),
 }
 _call = caller(_FORBID)
@@ -89,15 +74,11 @@ def _bern(logits, x):
     return T.neg(T.tsum(_L.bce(logits, x, reduction="none"), dim=-1))
 
 
-def _scalar(out, what, dtype):
-    if isinstance(out, T.Tensor) and T.numel(out) > 1:
-        raise GradingError(f"{what} returned a tensor of shape {tuple(out.shape)}; expected the batch "
-                           "average, a single number (a 0-dim tensor): take .mean() over the images.")
-    if isinstance(out, (float, int)) and not isinstance(out, bool):
-        raise GradingError(f"{what} returned a Python number; return a 0-dim torch tensor (no .item()): "
-                           "training needs to differentiate it.")
-    shape = tuple(out.shape) if isinstance(out, T.Tensor) else ()
-    return T.reshape(tensor_result(out, what, shape=shape, dtype=dtype), ())
+#: How :func:`number` words its lessons for the batch ELBO (a 0-dim tensor in the autograd graph).
+_SCALAR = dict(
+    shape_lesson="the batch average, a single number (a 0-dim tensor): take .mean() over the images",
+    python_number="return a 0-dim torch tensor (no .item()): training needs to differentiate it.",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,7 +171,7 @@ def check_reparametrized_elbo(reparametrized_elbo, level: str = "visible") -> No
         with T.enable_grad():
             out = _call("elbo", what, reparametrized_elbo, T.clone(x), mu_s, ls_s, T.clone(eps), decoder)
         _L.set_rng_state(state)
-        value = _scalar(out, what, dtype)
+        value = number(out, what, dtype=dtype, **_SCALAR)
         mu_r = T.requires_grad_(f64(mu))
         ls_r = T.requires_grad_(f64(log_sigma))
         dec64 = T.module_to(T.Linear(d, p), T.float64)
@@ -205,7 +186,7 @@ def check_reparametrized_elbo(reparametrized_elbo, level: str = "visible") -> No
             inputs = (f64(x), f64(mu), f64(log_sigma), f64(eps), dec64)
             with T.no_grad():
                 variants = [(T.reshape(_elbo_reference(*inputs, v), (1,)), msg) for v, msg in _ELBO_MISTAKES]
-            message = diagnose(T.reshape(f64(value), (1,)), None, variants)
+            message = diagnose(T.reshape(f64(value), (1,)), variants)
             raise GradingError(f"{what} = {T.item(f64(value)):.8g}, expected {T.item(expected):.8g}. "
                                + (message or "Per image: log p(x|z) = sum over pixels of x log sigmoid(l) + "
                                   "(1 - x) log(1 - sigmoid(l)), plus log N(z; 0, I), minus "
@@ -293,7 +274,7 @@ def check_flow_log_density(flow_log_density, level: str = "visible") -> None:
                 raise GradingError(f"{what}: z_K is wrong (max difference {max_abs_diff(zk, z):.3g}); {hint}")
             expected = T.sub(log_q0, total)
             if not close(lq, expected, dtype):
-                message = diagnose(f64(lq), None, [
+                message = diagnose(f64(lq), [
                     (f64(T.add(log_q0, total)), "the log-dets are added; a layer that expands volume "
                                                 "(log det > 0) spreads the same probability thinner, so "
                                                 "log q_K = log q_0 - sum of log-dets."),
@@ -340,7 +321,7 @@ def check_iwae_estimate(iwae_estimate, level: str = "visible") -> None:
         out = tensor_result(out, what, shape=(b,), dtype=dtype)
         ref = T.sub(T.logsumexp(f64(log_w), 0), math.log(n))
         if not close(out, ref, dtype):
-            message = diagnose(f64(out), None, [
+            message = diagnose(f64(out), [
                 (T.tmean(f64(log_w), 0), "that is the mean of the log-weights (the ELBO); the estimate "
                                          "averages the weights themselves: log((1/K) sum_k exp(log w_k))."),
                 (T.logsumexp(f64(log_w), 0), "the 1/K is missing: subtract log K from the logsumexp."),

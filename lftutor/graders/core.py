@@ -179,35 +179,41 @@ class _Tripwire:
                 self.hits.append(f"{code.co_qualname} ({code.co_filename.rsplit('/', 1)[-1]})")
 
 
+def _unwrapped(func):
+    """``func`` under its wrappers (``__wrapped__``, as :func:`functools.wraps` leaves it).
+
+    The bijection base class (:mod:`lftutor.bijections.base`) wraps every layer's ``forward`` and
+    ``reverse`` in one checking function whose code object all layers share: forbidding that code
+    would refuse every layer, the student's own included, and name the wrapper in the message.
+    The tripwire forbids the method's own code instead, which every call still enters."""
+    while hasattr(func, "__wrapped__"):
+        func = func.__wrapped__
+    return func
+
+
 def function_codes(*functions) -> frozenset:
-    """Code objects of ``functions`` (for the tripwire)."""
-    return frozenset(f.__code__ for f in functions)
+    """Code objects of ``functions``, each under its wrappers (for the tripwire)."""
+    return frozenset(_unwrapped(f).__code__ for f in functions)
 
 
 def module_codes(module) -> frozenset:
-    """Code objects of every function and method defined in ``module`` (nested ones excepted)."""
-    found = set()
-    for obj in vars(module).values():
-        if isinstance(obj, types.FunctionType) and obj.__module__ == module.__name__:
-            found.add(obj.__code__)
-        elif isinstance(obj, type) and obj.__module__ == module.__name__:
-            for attr in vars(obj).values():
-                func = getattr(attr, "__func__", attr)
-                if isinstance(func, types.FunctionType):
-                    found.add(func.__code__)
-                elif isinstance(attr, property) and attr.fget is not None:
-                    found.add(attr.fget.__code__)
-    return frozenset(found)
-
-
+    """Code objects of every function and method defined in ``module`` (nested ones excepted),
+    each under its wrappers."""
+    name = module.__name__
+    functions = [obj for obj in vars(module).values()
+                 if isinstance(obj, types.FunctionType) and obj.__module__ == name]
+    classes = [obj for obj in vars(module).values() if isinstance(obj, type) and obj.__module__ == name]
+    return function_codes(*functions) | method_codes(*classes)
 
 
 def method_codes(*classes) -> frozenset:
-    """Code objects of every method (and cached property) defined in ``classes``."""
+    """Code objects of every method (and property, cached property) defined in ``classes``, each
+    under its wrappers."""
     codes = set()
     for cls in classes:
         for attr in vars(cls).values():
-            func = getattr(attr, "__func__", getattr(attr, "func", attr))  # cached_property: .func
+            # classmethod/staticmethod: .__func__; cached_property: .func
+            func = _unwrapped(getattr(attr, "__func__", getattr(attr, "func", attr)))
             if isinstance(func, types.FunctionType):
                 codes.add(func.__code__)
             elif isinstance(attr, property) and attr.fget is not None:
@@ -289,9 +295,10 @@ def all_finite(a) -> bool:
 
 
 def tolerances(dtype, rtol=None, atol=None):
-    if dtype == T.float64:
-        return rtol or 1e-9, atol or 1e-9
-    return rtol or 2e-4, atol or 2e-4
+    """``(rtol, atol)`` for comparing answers of ``dtype``: the given ones, each ``None`` replaced
+    by the default for that dtype (``1e-9`` in float64, ``2e-4`` otherwise); ``0`` means exact."""
+    default = 1e-9 if dtype == T.float64 else 2e-4
+    return (default if rtol is None else rtol), (default if atol is None else atol)
 
 
 def close(a, b, dtype, *, rtol=None, atol=None) -> bool:
@@ -365,17 +372,17 @@ def _values_too(out, expected, variants) -> str:
         return " Its values are wrong too: NaN or infinite for finite inputs."
     if close(out, expected, T.float32):
         return ""
-    lesson = diagnose(out, expected, variants)
+    lesson = diagnose(out, variants)
     return (" Its values are wrong too" + (f": {lesson.rstrip('.')}" if lesson else
             f" (largest error {max_abs_diff(out, expected):.3g}, more than the dtype explains)")
             + ". Fix both.")
 
 
-def diagnose(out, expected, variants) -> str:
+def diagnose(out, variants) -> str:
     """The message of the first wrong variant that ``out`` matches, else ``""``.
 
     ``variants`` are ``(value, message)`` pairs: what a typical mistake would have returned and
-    the lesson for it (``expected`` is unused; it keeps call sites readable)."""
+    the lesson for it."""
     for value, message in variants:
         if tuple(value.shape) == tuple(out.shape) and close(out, value, T.float32, rtol=1e-4,
                                                                atol=1e-4):
@@ -405,22 +412,42 @@ def ok(message: str, hidden: bool = False) -> None:
     print(f"\u2713 {message}" + (" (hidden checks)" if hidden else ""))
 
 
-def number(out, what: str) -> float:
-    """A Python float from a number, a NumPy scalar or a one-element plain tensor, else a lesson."""
+def number(out, what: str, *, dtype=None,
+           shape_lesson: str = "a single number (a float or a 0-dim tensor)",
+           type_lesson: str = "a single number", python_number: str | None = None,
+           not_finite: str = ""):
+    """The one number an exercise answers, or a :class:`GradingError` with a lesson.
+
+    Accepted: a one-element plain tensor; a Python number, a NumPy scalar or a one-element float
+    array, unless ``python_number`` is given (the lesson when a Python number is refused, e.g. an
+    answer that must stay differentiable). Returns a Python float, or, with ``dtype``, the answer
+    itself as a 0-dim tensor (still in the autograd graph), checked like :func:`tensor_result`
+    (a tensor of ``dtype``, finite values).
+
+    The messages end with the exercise's own words: ``shape_lesson`` for a tensor of several
+    numbers (``"... returned a tensor of shape (3,); expected <shape_lesson>."``), ``type_lesson``
+    for something that is no number at all, ``not_finite`` after ``"...: NaN or infinite."``.
+    """
+    if isinstance(out, T.Tensor) and T.numel(out) != 1:
+        raise GradingError(f"{returned(what)} a tensor of shape {tuple(out.shape)}; expected "
+                           f"{shape_lesson}.")
+    if python_number is not None and isinstance(out, (float, int)) and not isinstance(out, bool):
+        raise GradingError(f"{returned(what)} a Python number; {python_number}")
+    if dtype is not None:
+        shape = tuple(out.shape) if isinstance(out, T.Tensor) else ()
+        return T.reshape(tensor_result(out, what, shape=shape, dtype=dtype), ())
     if isinstance(out, T.Tensor) and type(out) is T.Tensor:
-        if T.numel(out) != 1:
-            raise GradingError(f"{returned(what)} a tensor of shape {tuple(out.shape)}; expected a "
-                               "single number (a float or a 0-dim tensor).")
         out = T.item(f64(out))
-    elif isinstance(out, _np.generic) and not isinstance(out, _np.bool_):
-        out = out.item()
-    elif isinstance(out, _np.ndarray) and out.size == 1 and out.dtype.kind == "f":
-        out = out.item()
+    elif python_number is None and (
+            (isinstance(out, _np.generic) and not isinstance(out, _np.bool_))
+            or (isinstance(out, _np.ndarray) and out.size == 1 and out.dtype.kind == "f")):
+        out = out.item()  # numbers from outside torch are fine where Python numbers are
     if isinstance(out, bool) or not isinstance(out, (float, int)):
-        raise GradingError(f"{returned(what)} {describe(out)}; expected a single number.")
+        raise GradingError(f"{returned(what)} {describe(out)}; expected {type_lesson}.")
     out = float(out)
     if not math.isfinite(out):
-        raise GradingError(f"{returned(what)} {out}: NaN or infinite.")
+        raise GradingError(f"{returned(what)} {out}: NaN or infinite." + (f" {not_finite}" if not_finite
+                                                                          else ""))
     return out
 
 

@@ -153,7 +153,7 @@ def check_free_field_covariance(covariance_fn, level: str = "visible") -> None:
                            f"{max_abs_diff(out, expected):.3g}, max entry "
                            f"{max_abs(expected):.3g}). Check K on a tiny lattice by hand: "
                            "diagonal 4 + m^2, -1 for each of the 4 periodic neighbours.")
-    ok("free_field_covariance is the inverse of -Delta + m^2" + (" (hidden checks)" if hidden else ""))
+    ok("free_field_covariance is the inverse of -Delta + m^2", hidden)
 
 
 def check_free_field_log_z(log_z_fn, level: str = "visible") -> None:
@@ -191,7 +191,7 @@ def check_free_field_log_z(log_z_fn, level: str = "visible") -> None:
                 raise GradingError(f"{what} = {value:.8g}, expected {expected:.8g}. {message}")
         raise GradingError(f"{what} = {value:.8g}, expected {expected:.8g} = (V/2) log(2 pi) - "
                            "(1/2) log det K (torch.linalg.slogdet gives log det K without overflow).")
-    ok("free_field_log_z is exact" + (" (hidden checks)" if hidden else ""))
+    ok("free_field_log_z is exact", hidden)
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,8 +347,7 @@ def check_linear_coupling(layer_cls, level: str = "visible") -> None:
             raise GradingError(f"the gradient of forward(z) ({where}) with respect to layer.weight is "
                                "wrong or missing: training could not learn W. Use self.weight in "
                                "forward as it is (no copies, .detach() or .data).")
-    ok("LinearCoupling is the additive coupling z_B + W z_A, inverted by reverse, log-det 0"
-           + (" (hidden checks)" if hidden else ""))
+    ok("LinearCoupling is the additive coupling z_B + W z_A, inverted by reverse, log-det 0", hidden)
 
 
 # --------------------------------------------------------------------------------------------
@@ -425,8 +424,7 @@ def check_shift_deviation(deviation_fn, level: str = "visible") -> None:
                 raise GradingError(f"{what} = {value:.6g}, expected {expected:.6g}. {message}")
         raise GradingError(f"{what} = {value:.6g}, expected {expected:.6g} = max |f(T z) - T f(z)| "
                            "with T = torch.roll(., shift, dims=(1, 2)) and f(z) = flow.forward(z)[0].")
-    ok("shift_deviation measures how far the flow is from commuting with a shift"
-           + (" (hidden checks)" if hidden else ""))
+    ok("shift_deviation measures how far the flow is from commuting with a shift", hidden)
 
 
 make_read_only(__name__)

@@ -140,7 +140,7 @@ def check_phi4_action(action_fn, level: str = "visible") -> None:
         raise GradingError(f"{what} differs from the reference (max difference "
                            f"{max_abs_diff(out, expected):.3g}, relative to max |S| = "
                            f"{max_abs(expected):.3g}). {diagnosis}".rstrip())
-    ok("phi4_action matches the reference action" + (" (hidden checks)" if hidden else ""))
+    ok("phi4_action matches the reference action", hidden)
 
 
 def check_gaussian_log_prob(log_prob_fn, level: str = "visible") -> None:
@@ -162,7 +162,7 @@ def check_gaussian_log_prob(log_prob_fn, level: str = "visible") -> None:
         out = tensor_result(out, what, shape=(shape[0],), dtype=dtype, shape_hint=hint)
         if close(out, expected, dtype):
             continue
-        msg = diagnose(out, expected, [
+        msg = diagnose(out, [
             (-0.5 * sq, "the normalisation is missing: each site contributes -log(2 pi)/2 as well."),
             (-sq - 0.5 * volume * LOG_2PI, "the exponent of a unit Gaussian is -z^2/2, not -z^2."),
             (0.5 * sq + 0.5 * volume * LOG_2PI, "that is -log r(z); return log r(z) (negative)."),
@@ -173,7 +173,7 @@ def check_gaussian_log_prob(log_prob_fn, level: str = "visible") -> None:
         ])
         raise GradingError(f"{what} differs from the reference (max difference "
                            f"{max_abs_diff(out, expected):.3g}). {msg}".rstrip())
-    ok("gaussian_log_prob matches the unit Gaussian" + (" (hidden checks)" if hidden else ""))
+    ok("gaussian_log_prob matches the unit Gaussian", hidden)
 
 
 def check_slope_one_intercept(fit_fn, level: str = "visible") -> None:
@@ -200,7 +200,7 @@ def check_slope_one_intercept(fit_fn, level: str = "visible") -> None:
                                "mean(x).")
         raise GradingError(f"slope_one_intercept gives {out:.5g}, expected {expected:.5g}. With the "
                            "slope fixed to 1, least squares gives b = mean(y - x).")
-    ok("slope_one_intercept is the least-squares intercept" + (" (hidden checks)" if hidden else ""))
+    ok("slope_one_intercept is the least-squares intercept", hidden)
 
 
 make_read_only(__name__)

@@ -13,16 +13,15 @@ import lftutor.training.metrics as _metrics
 from lftutor.graders.core import (
     GradingError,
     T,
-    all_finite,
     begin,
     caller,
     capture_builtins,
     close,
-    describe,
     f64,
     function_codes,
     generator,
     make_read_only,
+    number,
     ok,
     randn,
 )
@@ -46,22 +45,12 @@ def _log_pair(n, dtype, gen, *, scale=1.0, offset=0.0):
     return log_p, log_q
 
 
-def _scalar_result(out, what, *, allow_float):
-    if isinstance(out, T.Tensor) and type(out) is T.Tensor:
-        if T.numel(out) != 1 or out.dim() > 1:
-            raise GradingError(f"{what} returned a tensor of shape {tuple(out.shape)}; expected a "
-                               "single number (a 0-dim tensor): average or sum over the batch.")
-        if not all_finite(out):
-            raise GradingError(f"{what} returned {T.item(f64(out))}: NaN or infinite. With large "
-                               "log-weights exp() overflows; work with logs (torch.logsumexp).")
-        return T.item(f64(out))
-    if allow_float and isinstance(out, (float, int)) and not isinstance(out, bool):
-        if not math.isfinite(out):
-            raise GradingError(f"{what} returned {out}: NaN or infinite. With large log-weights "
-                               "exp() overflows; work with logs (torch.logsumexp).")
-        return float(out)
-    raise GradingError(f"{what} returned {describe(out)}; expected a single number as a 0-dim "
-                       "torch tensor.")
+#: How :func:`number` words its lessons for the three exercises of this unit (one number each).
+_SCALAR = dict(
+    shape_lesson="a single number (a 0-dim tensor): average or sum over the batch",
+    type_lesson="a single number as a 0-dim torch tensor",
+    not_finite="With large log-weights exp() overflows; work with logs (torch.logsumexp).",
+)
 
 
 def check_reverse_kl(kl_fn, level: str = "visible") -> None:
@@ -77,10 +66,8 @@ def check_reverse_kl(kl_fn, level: str = "visible") -> None:
         lq = T.requires_grad_(T.clone(log_q))
         what = f"reverse_kl(log_p, log_q) for a batch of {n} ({dtype})"
         out = _call("reverse_kl", "reverse_kl(log_p, log_q)", kl_fn, lp, lq)
-        if isinstance(out, (float, int)) and not isinstance(out, bool):
-            raise GradingError(f"{what} returned a Python number; keep the loss a torch tensor (no "
-                               ".item()) so that loss.backward() can compute gradients.")
-        value = _scalar_result(out, what, allow_float=False)
+        value = number(out, what, **_SCALAR, python_number="keep the loss a torch tensor (no .item()) so "
+                       "that loss.backward() can compute gradients.")
         tol = 1e-9 if dtype == T.float64 else 1e-4
         if abs(value - expected) > tol * max(1.0, abs(expected)):
             if abs(value + expected) <= tol * max(1.0, abs(expected)):
@@ -100,8 +87,7 @@ def check_reverse_kl(kl_fn, level: str = "visible") -> None:
                 or not close(grad_p, T.full((n,), -1.0 / n, dtype=dtype), dtype):
             raise GradingError(f"the gradient of {what} is wrong: d loss / d log_q should be 1/N for "
                                "every sample and d loss / d log_p should be -1/N.")
-    ok("reverse_kl is the batch mean of log q - log p, differentiable" + (
-        " (hidden checks)" if hidden else ""))
+    ok("reverse_kl is the batch mean of log q - log p, differentiable", hidden)
 
 
 def _ref_ess(log_p, log_q):
@@ -137,7 +123,7 @@ def check_ess(ess_fn, level: str = "visible") -> None:
         expected = _ref_ess(log_p, log_q)
         what = f"ess(log_p, log_q) with {label}, batch {log_p.shape[0]} ({dtype})"
         out = _call("ess", "ess(log_p, log_q)", ess_fn, T.clone(log_p), T.clone(log_q))
-        value = _scalar_result(out, what, allow_float=True)
+        value = number(out, what, **_SCALAR)
         n = log_p.shape[0]
         rtol = 1e-7 if dtype == T.float64 else 2e-2
         if abs(value - expected) <= rtol * expected + 1e-12:
@@ -153,7 +139,7 @@ def check_ess(ess_fn, level: str = "visible") -> None:
         raise GradingError(f"{what} gives {value:.6g}, expected {expected:.6g}. ESS = (sum w)^2 / "
                            "(N sum w^2) with w = exp(log_p - log_q); compute it from logsumexp of "
                            "log w and of 2 log w so that large log-weights do not overflow.")
-    ok("ess is right and overflow-safe" + (" (hidden checks)" if hidden else ""))
+    ok("ess is right and overflow-safe", hidden)
 
 
 def _ref_log_z(log_p, log_q):
@@ -182,7 +168,7 @@ def check_log_z(log_z_fn, level: str = "visible") -> None:
         what = f"estimate_log_z(log_p, log_q) with {label}, batch {log_p.shape[0]} ({dtype})"
         out = _call("log_z", "estimate_log_z(log_p, log_q)", log_z_fn, T.clone(log_p),
                     T.clone(log_q))
-        value = _scalar_result(out, what, allow_float=True)
+        value = number(out, what, **_SCALAR)
         tol = (1e-8 if dtype == T.float64 else 1e-5) * max(1.0, abs(expected)) + 1e-8
         if abs(value - expected) <= tol:
             continue
@@ -200,7 +186,7 @@ def check_log_z(log_z_fn, level: str = "visible") -> None:
             raise GradingError(f"{what} forgot the 1/N: log Z ~ logsumexp(log w) - log N.")
         raise GradingError(f"{what} gives {value:.6g}, expected {expected:.6g} = logsumexp(log_p - "
                            "log_q) - log N.")
-    ok("estimate_log_z is the log-mean-exp of the log-weights" + (" (hidden checks)" if hidden else ""))
+    ok("estimate_log_z is the log-mean-exp of the log-weights", hidden)
 
 
 make_read_only(__name__)
