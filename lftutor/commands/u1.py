@@ -174,69 +174,24 @@ def train_u1(args) -> dict:
 
 
 def mcmc_u1(args) -> dict:
-    import numpy as np
+    """Sample with flow Metropolis or HMC; the average plaquette and chi_top with their errors,
+    beside the exact values."""
     import torch
 
     from lftutor.course import seed_all
-    from lftutor.lattice.mcmc import flow_metropolis
-    from lftutor.lattice.u1 import (
-        U1GaugeAction,
-        chain_summary,
-        exact_chi_top,
-        exact_plaquette,
-        u1_hmc,
-        u1_observables,
-    )
+    from lftutor.lattice.u1 import U1GaugeAction, exact_chi_top, exact_plaquette
 
     _resolve(args)
     seed_all(args.seed)
     torch.set_num_threads(args.threads)
-    volume = args.L**2
     action = U1GaugeAction(args.beta)
     result = {"sampler": args.sampler, "L": args.L, "beta": args.beta, "seed": args.seed}
     start = time.perf_counter()
     if args.sampler == "hmc":
-        n_per_chain = max(20, args.samples // args.chains)
-        theta0 = torch.zeros(args.chains, 2, args.L, args.L, dtype=torch.float64)
-        chain = u1_hmc(args.beta, theta0, n_per_chain, step_size=args.step_size,
-                       n_leapfrog=args.n_leapfrog, observable=u1_observables)
-        obs = chain.configs[int(args.thermalize * n_per_chain):].numpy()  # (n, chains, 2)
-        per_chain = [chain_summary(obs[:, c, 0], obs[:, c, 1], volume) for c in range(args.chains)]
-        stats = {k: float(np.mean([s[k] for s in per_chain]))
-                 for k in ("plaquette", "chi_top", "tau_int_plaq", "tau_int_q")}
-        for k in ("plaquette_err", "chi_top_err"):
-            stats[k] = float(np.sqrt(np.sum([s[k] ** 2 for s in per_chain])) / args.chains)
-        stats["n"] = int(sum(s["n"] for s in per_chain))
-        if args.chains > 1:  # spread of the independent chains' estimates
-            taus = [s["tau_int_q"] for s in per_chain]
-            result.update(tau_int_q_chains=taus,
-                          tau_int_q_err=float(np.std(taus, ddof=1) / math.sqrt(args.chains)))
-        result.update(step_size=args.step_size, n_leapfrog=args.n_leapfrog, chains=args.chains,
-                      tau_unit="trajectories")
+        chain, stats, entries = _sample_hmc(args)
     else:
-        weights = args.weights or (None if args.train_budget else
-                                   shipped_weights(args.L, args.beta, args.model))
-        if weights and not args.weights and args.stripe_order is None:
-            args.stripe_order = SHIPPED_WEIGHTS.get(Path(weights).name, {}).get("stripe_order")
-        flow = build_flow(args)
-        if weights:
-            load_weights(flow, weights, args)
-        else:
-            from lftutor.training.live import ProgressBar
-            from lftutor.training.loop import cosine_schedule, train
-
-            defaults = MODEL_DEFAULTS[args.model]
-            bar = ProgressBar(file=sys.stderr, disable=args.quiet, mininterval=1.0)
-            train(flow, action, time_budget=args.train_budget or 120.0, batch_size=defaults["batch_size"],
-                  lr=defaults["lr"], lr_schedule=cosine_schedule, num_threads=args.threads, callbacks=[bar])
-        flow.eval()
-        chain = flow_metropolis(flow, action, args.samples, batch_size=1024, observable=u1_observables)
-        obs = chain.configs.double().numpy()
-        stats = chain_summary(obs[:, 0], obs[:, 1], volume)
-        result.update(weights=str(weights) if weights else None, train_budget=args.train_budget,
-                      model=args.model,
-                      stripe_order=(args.stripe_order or "ascending") if args.model == "stripes" else None,
-                      tau_unit="Metropolis steps")
+        chain, stats, entries = _sample_flow(args, action)
+    result.update(entries)
     result.update(
         plaquette=stats["plaquette"], plaquette_err=stats["plaquette_err"],
         plaquette_exact=exact_plaquette(args.beta, args.L),
@@ -245,3 +200,83 @@ def mcmc_u1(args) -> dict:
         tau_int_q=stats["tau_int_q"], tau_int_plaq=stats["tau_int_plaq"],
         acceptance=chain.acceptance, samples=stats["n"], seconds=round(time.perf_counter() - start, 3))
     return result
+
+
+def _sample_hmc(args) -> tuple[object, dict, dict]:
+    """Run ``--chains`` HMC chains from the cold start and drop ``--thermalize`` of each.
+
+    Returns the chain, the statistics of :func:`~lftutor.lattice.u1.chain_summary` combined over
+    the chains, and the result's HMC entries.
+    """
+    import numpy as np
+    import torch
+
+    from lftutor.lattice.u1 import chain_summary, u1_hmc, u1_observables
+
+    n_per_chain = max(20, args.samples // args.chains)
+    theta0 = torch.zeros(args.chains, 2, args.L, args.L, dtype=torch.float64)
+    chain = u1_hmc(args.beta, theta0, n_per_chain, step_size=args.step_size,
+                   n_leapfrog=args.n_leapfrog, observable=u1_observables)
+    obs = chain.configs[int(args.thermalize * n_per_chain):].numpy()  # (n, chains, 2)
+    per_chain = [chain_summary(obs[:, c, 0], obs[:, c, 1], args.L**2) for c in range(args.chains)]
+    entries = {}
+    if args.chains > 1:  # spread of the independent chains' estimates
+        taus = [s["tau_int_q"] for s in per_chain]
+        entries.update(tau_int_q_chains=taus,
+                       tau_int_q_err=float(np.std(taus, ddof=1) / math.sqrt(args.chains)))
+    entries.update(step_size=args.step_size, n_leapfrog=args.n_leapfrog, chains=args.chains,
+                   tau_unit="trajectories")
+    return chain, _combine_chains(per_chain), entries
+
+
+def _combine_chains(per_chain: list[dict]) -> dict:
+    """One estimate from independent chains' summaries: the mean of each estimate and of tau_int,
+    the error of that mean (the chains' errors in quadrature over their number), the samples in all."""
+    import numpy as np
+
+    stats = {k: float(np.mean([s[k] for s in per_chain]))
+             for k in ("plaquette", "chi_top", "tau_int_plaq", "tau_int_q")}
+    for k in ("plaquette_err", "chi_top_err"):
+        stats[k] = float(np.sqrt(np.sum([s[k] ** 2 for s in per_chain])) / len(per_chain))
+    stats["n"] = int(sum(s["n"] for s in per_chain))
+    return stats
+
+
+def _sample_flow(args, action) -> tuple[object, dict, dict]:
+    """Run flow Metropolis for ``--samples`` steps; returns the chain, its
+    :func:`~lftutor.lattice.u1.chain_summary` and the result's flow entries."""
+    from lftutor.lattice.mcmc import flow_metropolis
+    from lftutor.lattice.u1 import chain_summary, u1_observables
+
+    flow, weights = _flow_to_sample(args, action)
+    flow.eval()
+    chain = flow_metropolis(flow, action, args.samples, batch_size=1024, observable=u1_observables)
+    obs = chain.configs.double().numpy()
+    stats = chain_summary(obs[:, 0], obs[:, 1], args.L**2)
+    entries = dict(weights=str(weights) if weights else None, train_budget=args.train_budget,
+                   model=args.model,
+                   stripe_order=(args.stripe_order or "ascending") if args.model == "stripes" else None,
+                   tau_unit="Metropolis steps")
+    return chain, stats, entries
+
+
+def _flow_to_sample(args, action) -> tuple[object, Path | str | None]:
+    """The flow and the weights it was loaded from (None when trained here): ``--weights``, else the
+    shipped weights for this model, L and beta unless ``--train-budget``, else a flow trained for
+    ``--train-budget`` seconds (default 120)."""
+    weights = args.weights or (None if args.train_budget else
+                               shipped_weights(args.L, args.beta, args.model))
+    if weights and not args.weights and args.stripe_order is None:
+        args.stripe_order = SHIPPED_WEIGHTS.get(Path(weights).name, {}).get("stripe_order")
+    flow = build_flow(args)
+    if weights:
+        load_weights(flow, weights, args)
+    else:
+        from lftutor.training.live import ProgressBar
+        from lftutor.training.loop import cosine_schedule, train
+
+        defaults = MODEL_DEFAULTS[args.model]
+        bar = ProgressBar(file=sys.stderr, disable=args.quiet, mininterval=1.0)
+        train(flow, action, time_budget=args.train_budget or 120.0, batch_size=defaults["batch_size"],
+              lr=defaults["lr"], lr_schedule=cosine_schedule, num_threads=args.threads, callbacks=[bar])
+    return flow, weights
