@@ -22,7 +22,7 @@ import hashlib
 import shutil
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Notebook metadata key recording that lftutor rewrote a submission (and where the original is).
@@ -106,95 +106,144 @@ def repair_notebook(submitted, release):
     release cells (instructions) by identical source; each remaining student cell follows the
     anchor it followed in the submission.
     """
-    release_cells = list(release.cells)
-    index_of = {}
-    for i, cell in enumerate(release_cells):
-        gid = _grade_id(cell)
-        if gid is not None and (is_protected(cell) or is_answer(cell)):
-            index_of.setdefault(gid, i)
-    tracked = set(index_of.values())
-    protected_ids = {gid for gid, i in index_of.items() if is_protected(release_cells[i])}
-    protected_by_source = {_norm(release_cells[index_of[gid]].source): gid for gid in protected_ids
-                           if _norm(release_cells[index_of[gid]].source)}
-    plain_by_source: dict[str, list[int]] = defaultdict(list)
-    for i, cell in enumerate(release_cells):
-        if i not in tracked and _norm(cell.source):
-            plain_by_source[_norm(cell.source)].append(i)
+    anchors = _Anchors.of(release)
+    placed = _place_cells(submitted, anchors)
+    _find_deleted_and_moved(anchors, placed)
+    if not placed.problems and not placed.changed:
+        return submitted, []
+    return _rebuild(submitted, anchors, placed)
 
-    kept: dict[int, object] = {}  # release index -> the student's cell (answers, instructions)
-    attached: dict[int, list] = defaultdict(list)  # release index -> student cells after it
-    problems: dict[str, str] = {}
-    seen: set[str] = set()
-    order: list[int] = []  # release indices of tracked cells, in the submission's order
-    current = -1
-    changed = False
+
+@dataclass
+class _Anchors:
+    """The release's cells and how a student cell is matched to one of them."""
+
+    cells: list
+    index_of: dict[str, int]  # grade_id -> release index of its (first) protected or answer cell
+    protected_ids: set[str]
+    protected_by_source: dict[str, str]  # normalised source of a protected cell -> its grade_id
+    plain_by_source: dict[str, list[int]]  # normalised source of an instruction -> release indices
+
+    @classmethod
+    def of(cls, release) -> _Anchors:
+        cells = list(release.cells)
+        index_of = {}
+        for i, cell in enumerate(cells):
+            gid = _grade_id(cell)
+            if gid is not None and (is_protected(cell) or is_answer(cell)):
+                index_of.setdefault(gid, i)
+        tracked = set(index_of.values())
+        protected_ids = {gid for gid, i in index_of.items() if is_protected(cells[i])}
+        protected_by_source = {_norm(cells[index_of[gid]].source): gid for gid in protected_ids
+                               if _norm(cells[index_of[gid]].source)}
+        plain_by_source: dict[str, list[int]] = defaultdict(list)
+        for i, cell in enumerate(cells):
+            if i not in tracked and _norm(cell.source):
+                plain_by_source[_norm(cell.source)].append(i)
+        return cls(cells, index_of, protected_ids, protected_by_source, plain_by_source)
+
+
+@dataclass
+class _Placement:
+    """Where the submission's cells go in the repaired notebook, and what was wrong."""
+
+    kept: dict[int, object] = field(default_factory=dict)  # release index -> the student's cell
+    attached: dict[int, list] = field(default_factory=lambda: defaultdict(list))  # cells after it
+    problems: dict[str, str] = field(default_factory=dict)  # grade_id -> Repair.problem
+    seen: set[str] = field(default_factory=set)  # grade_ids of tracked cells found
+    order: list[int] = field(default_factory=list)  # their release indices, in submission order
+    changed: bool = False  # the notebook must be rewritten even without a problem
+
+
+def _place_cells(submitted, anchors: _Anchors) -> _Placement:
+    """Walk the submission once, matching each cell to its anchor (see :func:`repair_notebook`)."""
+    placed = _Placement()
+    current = -1  # release index of the last anchor met; -1: before the first
     for cell in submitted.cells:
         gid = _grade_id(cell)
-        if gid in index_of and gid not in seen:
-            seen.add(gid)
-            current = index_of[gid]
-            order.append(current)
-            release_cell = release_cells[current]
-            if gid in protected_ids:
-                problem = _problem(cell, release_cell)
-                if problem:
-                    problems[gid] = problem
-            else:  # an answer: the student's source, the release's type and metadata
-                if (cell.cell_type != release_cell.cell_type
-                        or cell.metadata["nbgrader"] != release_cell.metadata["nbgrader"]):
-                    changed = True
-                cell = copy.deepcopy(cell)
-                cell.metadata["nbgrader"] = copy.deepcopy(release_cell.metadata["nbgrader"])
-                kept[current] = cell
-            continue
-        # Not a cell the grader tracks (any more): plain student work from here on.
-        if "nbgrader" in cell.get("metadata", {}):
-            cell = copy.deepcopy(cell)
-            del cell.metadata["nbgrader"]
-            changed = True
-            if gid in protected_ids:  # a second copy of a protected cell
-                continue
-        source = _norm(cell.source)
-        twin = protected_by_source.get(source)
-        if twin is not None:  # a protected cell stripped of (or with altered) metadata
-            if twin not in seen:
-                problems.setdefault(twin, "metadata altered")
-            changed = True
-            continue
-        free = [i for i in plain_by_source.get(source, []) if i not in kept]
-        if free:  # an instruction cell of the release: it anchors what follows
-            current = free[0]
-            kept[current] = cell
-            continue
-        attached[current].append(cell)
+        if gid in anchors.index_of and gid not in placed.seen:
+            current = _place_tracked(cell, gid, anchors, placed)
+        else:
+            current = _place_untracked(cell, gid, current, anchors, placed)
+    return placed
 
-    for gid in set(index_of) - seen:
-        if gid in protected_ids or release_cells[index_of[gid]].metadata["nbgrader"].get("grade"):
-            problems.setdefault(gid, "deleted")  # a test, or a manually graded answer
-    if order != sorted(order):
-        changed = True
-        for gid in protected_ids & seen:
-            if _moved(gid, index_of, order):
-                problems.setdefault(gid, "moved")
 
-    if not problems and not changed:
-        return submitted, []
+def _place_tracked(cell, gid: str, anchors: _Anchors, placed: _Placement) -> int:
+    """A protected or answer cell, first with its grade_id: note a protected cell's problem, keep
+    an answer (the student's source, the release's type and metadata). Returns its release index."""
+    placed.seen.add(gid)
+    current = anchors.index_of[gid]
+    placed.order.append(current)
+    release_cell = anchors.cells[current]
+    if gid in anchors.protected_ids:
+        problem = _problem(cell, release_cell)
+        if problem:
+            placed.problems[gid] = problem
+    else:
+        if (cell.cell_type != release_cell.cell_type
+                or cell.metadata["nbgrader"] != release_cell.metadata["nbgrader"]):
+            placed.changed = True
+        cell = copy.deepcopy(cell)
+        cell.metadata["nbgrader"] = copy.deepcopy(release_cell.metadata["nbgrader"])
+        placed.kept[current] = cell
+    return current
 
-    cells = list(attached[-1])
-    for i, release_cell in enumerate(release_cells):
+
+def _place_untracked(cell, gid: str | None, current: int, anchors: _Anchors, placed: _Placement) -> int:
+    """Not a cell the grader tracks (any more): plain student work from here on. Drops copies of
+    protected cells, anchors an instruction cell of the release, attaches anything else to the
+    current anchor. Returns the anchor for the cells that follow."""
+    if "nbgrader" in cell.get("metadata", {}):
+        cell = copy.deepcopy(cell)
+        del cell.metadata["nbgrader"]
+        placed.changed = True
+        if gid in anchors.protected_ids:  # a second copy of a protected cell
+            return current
+    source = _norm(cell.source)
+    twin = anchors.protected_by_source.get(source)
+    if twin is not None:  # a protected cell stripped of (or with altered) metadata
+        if twin not in placed.seen:
+            placed.problems.setdefault(twin, "metadata altered")
+        placed.changed = True
+        return current
+    free = [i for i in anchors.plain_by_source.get(source, []) if i not in placed.kept]
+    if free:  # an instruction cell of the release: it anchors what follows
+        placed.kept[free[0]] = cell
+        return free[0]
+    placed.attached[current].append(cell)
+    return current
+
+
+def _find_deleted_and_moved(anchors: _Anchors, placed: _Placement) -> None:
+    """Add the tracked cells the submission lacks, and the protected cells out of order."""
+    for gid in set(anchors.index_of) - placed.seen:
+        if (gid in anchors.protected_ids
+                or anchors.cells[anchors.index_of[gid]].metadata["nbgrader"].get("grade")):
+            placed.problems.setdefault(gid, "deleted")  # a test, or a manually graded answer
+    if placed.order != sorted(placed.order):
+        placed.changed = True
+        for gid in anchors.protected_ids & placed.seen:
+            if _moved(gid, anchors.index_of, placed.order):
+                placed.problems.setdefault(gid, "moved")
+
+
+def _rebuild(submitted, anchors: _Anchors, placed: _Placement):
+    """The repaired notebook in release order, and the repairs sorted by release position."""
+    cells = list(placed.attached[-1])
+    for i, release_cell in enumerate(anchors.cells):
         gid = _grade_id(release_cell)
-        if gid in protected_ids and index_of[gid] == i:
+        if gid in anchors.protected_ids and anchors.index_of[gid] == i:
             cells.append(_fresh_copy(release_cell))
-        elif i in kept:
-            cells.append(kept[i])
-        elif problems.get(gid) == "deleted" and index_of[gid] == i:
+        elif i in placed.kept:
+            cells.append(placed.kept[i])
+        elif placed.problems.get(gid) == "deleted" and anchors.index_of[gid] == i:
             # a deleted, manually graded answer: give back the empty answer cell to grade
             cells.append(_fresh_copy(release_cell))
-        cells.extend(attached[i])
+        cells.extend(placed.attached[i])
     repaired = copy.deepcopy(submitted)
     repaired.cells = _unique_ids(cells)
-    ordered = [Repair(gid, problems[gid]) for gid in
-               sorted(problems, key=lambda g: index_of[g])]
+    ordered = [Repair(gid, placed.problems[gid]) for gid in
+               sorted(placed.problems, key=lambda g: anchors.index_of[g])]
     return repaired, ordered
 
 
