@@ -36,7 +36,7 @@ lint: $(VENV)/.installed
 
 # Instructors: regenerate the student release in course/ from solutions/ (see README).
 release: $(VENV)/.installed
-	$(RUN) $(PY) -m lftutor.instructor.release
+	$(RUN) $(PY) -m lftutor release
 
 clean-env:
 	rm -rf $(VENV)

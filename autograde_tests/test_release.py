@@ -29,7 +29,7 @@ def course(tmp_path, restore_environ):
 
 def test_fresh_release_passes_the_check(course):
     assert rel.check_release_up_to_date(course) == []
-    assert rel.main(["--course-root", str(course), "--check"]) == 0
+    assert cli.main(["release", "--course-root", str(course), "--check"]) == 0
 
 
 def test_release_has_no_solutions_hidden_tests_or_outputs(course):
@@ -79,7 +79,7 @@ def test_release_regenerates_and_strips_outputs(course):
     st.cell_by_id(nb, "setup").outputs = [nbformat.v4.new_output("stream", text="hi\n")]
     st.cell_by_id(nb, "setup").execution_count = 3
     nbformat.write(nb, src)
-    assert rel.main(["--course-root", str(course), "fixture"]) == 0
+    assert cli.main(["release", "--course-root", str(course), "fixture"]) == 0
     released = json.loads((course / "course" / "fixture" / "fixture.ipynb").read_text())
     assert all(c.get("outputs", []) == [] and c.get("execution_count") is None
                for c in released["cells"] if c["cell_type"] == "code")
@@ -89,7 +89,7 @@ def test_release_refuses_to_ship_a_hidden_test_marker(course):
     (course / "solutions" / "fixture" / "data.txt").write_text("# BEGIN HIDDEN TESTS: the answers\n")
     with pytest.raises(rel.ReleaseError, match="leaks"):
         rel.generate_release(course_root=course, log=lambda *_: None)
-    assert rel.main(["--course-root", str(course)]) == 1
+    assert cli.main(["release", "--course-root", str(course)]) == 1
 
 
 def test_release_rejects_unknown_units(course):

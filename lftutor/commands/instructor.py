@@ -15,7 +15,7 @@ from lftutor.commands._common import positive_int
 
 
 def add_release_arguments(parser) -> None:
-    """Arguments of ``release`` (also used by ``python -m lftutor.instructor.release``)."""
+    """Arguments of ``release``."""
     parser.add_argument("units", nargs="*", metavar="UNIT",
                         help="units to release (folders of solutions/; default: all)")
     parser.add_argument("--course-root", metavar="DIR",
@@ -63,9 +63,16 @@ def register_instructor(sub) -> None:
 
 
 def _release(args) -> int:
-    from lftutor.instructor.release import run
+    from lftutor.instructor.release import check_release_up_to_date, generate_release
 
-    return run(args)
+    if args.check:
+        problems = check_release_up_to_date(args.course_root, args.units or None)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print("course/ is up to date" if not problems else f"{len(problems)} problem(s) in course/")
+        return 1 if problems else 0
+    generate_release(args.units or None, course_root=args.course_root)
+    return 0
 
 
 def _grade(args) -> int:

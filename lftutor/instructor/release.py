@@ -13,10 +13,8 @@ a ``BEGIN SOLUTION`` or ``BEGIN HIDDEN TESTS`` marker anywhere under ``course/``
 
 from __future__ import annotations
 
-import argparse
 import filecmp
 import fnmatch
-import sys
 import tempfile
 from pathlib import Path
 
@@ -213,31 +211,5 @@ def check_release_up_to_date(course_root=None, units: list[str] | None = None) -
     return problems
 
 
-def run(args) -> int:
-    """Entry point shared by ``python -m lftutor release`` and ``python -m lftutor.instructor.release``."""
-    if args.check:
-        problems = check_release_up_to_date(args.course_root, args.units or None)
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        print("course/ is up to date" if not problems else f"{len(problems)} problem(s) in course/")
-        return 1 if problems else 0
-    generate_release(args.units or None, course_root=args.course_root)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lftutor.instructor.release",
-                                     description=__doc__.split("\n")[0])
-    from lftutor.commands.instructor import add_release_arguments
-
-    add_release_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except CourseError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the old second entry point: point to the one there is, do not pass silently
+    raise SystemExit("run `python -m lftutor release` (or `make release`)")
