@@ -1,4 +1,5 @@
-"""Command line: ``python -m lftutor train MODEL ...``, ``python -m lftutor mcmc MODEL ...``, and for
+"""Command line: ``python -m lftutor train MODEL ...``, ``python -m lftutor mcmc MODEL ...``,
+``python -m lftutor scale MODEL ...``, and for
 instructors ``python -m lftutor release [UNIT ...]`` and ``python -m lftutor grade UNIT --from ZIP``.
 
 Each model's commands live in a module of :mod:`lftutor.commands` (found at start-up). Progress
@@ -30,10 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a flow and report its figures of merit")
     mcmc = sub.add_parser("mcmc", help="exact sampling (flow Metropolis or HMC) with errors")
+    scale = sub.add_parser("scale", help="a study across lattice sizes: HMC and flows side by side")
     tsub = train.add_subparsers(dest="target", required=True)
     msub = mcmc.add_subparsers(dest="target", required=True)
+    ssub = scale.add_subparsers(dest="target", required=True)
     for module in _command_modules():
-        module.register(tsub, msub)
+        if hasattr(module, "register"):
+            module.register(tsub, msub)
+        if hasattr(module, "register_scale"):
+            module.register_scale(ssub)
     register_instructor(sub)
     return parser
 

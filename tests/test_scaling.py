@@ -156,3 +156,25 @@ def test_train_phi4_starts_a_larger_lattice_from_smaller_weights(tmp_path, capsy
         main(["train", "phi4", "--L", "16", "--steps", "1", "--recipe", "tutorial",
               "--init-from", str(small), "--quiet"])
     assert "same architecture" in capsys.readouterr().err
+
+
+def test_scale_phi4_puts_hmc_and_the_flow_side_by_side_per_ensemble(tmp_path, capsys):
+    out = _run_cli(["scale", "phi4", "--ensembles", "E1", "E2", "--train-budget", "2",
+                    "--hmc-samples", "2000", "--hmc-chains", "10", "--flow-samples", "1500",
+                    "--eval-samples", "256",
+                    "--transfer", "--out", str(tmp_path)], capsys)
+    assert [r["ensemble"] for r in out["rows"]] == ["E1", "E2"] and out["transfer"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["E1.pt", "E2.pt"]
+    # the fast recipe colours the even sites in four colours at L = 8 but not at L = 6: no
+    # transfer, said in the row, and E2 is trained from scratch
+    e2 = out["rows"][1]
+    assert e2["init_from"] is None and "cannot transfer" in e2["transfer_note"]
+    for row in out["rows"]:
+        assert row["hmc_tau_int"] >= 0.5 and 0 < row["flow_acceptance"] <= 1
+        assert row["hmc_seconds_per_independent"] > 0 and row["flow_seconds_per_independent"] > 0
+        assert row["break_even_samples"] > 0  # inf when the flow's chain costs more
+        assert math.isfinite(row["chi2_pull"])
+    from lftutor.commands.scale import _format_row
+
+    text = _format_row(out["rows"][0], header=True)
+    assert text.splitlines()[0].split()[:3] == ["ens", "L", "mpL"] and " E1 " in text

@@ -104,7 +104,7 @@ def train_phi4(args) -> dict:
         "model": "phi4", "L": args.L, "m2": args.m2, "lam": args.lam, "recipe": recipe.name,
         "gradient": kwargs["gradient"], "batch_size": kwargs["batch_size"],
         "seed": args.seed, "dtype": args.dtype, "device": str(device), "init_from": args.init_from,
-        "steps": steps, "train_seconds": round(seconds, 3),
+        "steps": steps, "train_seconds": round(seconds, 3), "clock": args.clock,
         "ess": metrics["ess"], "acceptance": metrics["acceptance"], "loss": metrics["loss"],
         "eval_samples": metrics["n_samples"],
     }
