@@ -190,24 +190,30 @@ def check_release_up_to_date(course_root=None, units: list[str] | None = None) -
         except ReleaseError as err:
             return problems + [f"solutions/ does not generate a clean release: {err}"]
         for unit in units:
-            expected_dir, actual_dir = fresh / unit, release / unit
-            if not actual_dir.is_dir():
-                problems.append(f"{actual_dir}: missing (run `make release`)")
-                continue
-            expected = {p.relative_to(expected_dir) for p in expected_dir.rglob("*") if p.is_file()}
-            # files nbgrader never releases (CourseDirectory.ignore: checkpoints, weights a run
-            # of the notebook saved beside it, ...) are no business of the release
-            actual = {p.relative_to(actual_dir) for p in actual_dir.rglob("*")
-                      if p.is_file() and not _ignored(p.relative_to(actual_dir), ignore)}
-            for rel in sorted(expected - actual):
-                problems.append(f"{actual_dir / rel}: missing (run `make release`)")
-            for rel in sorted(actual - expected):
-                problems.append(f"{actual_dir / rel}: not generated from solutions/ (stale file?)")
-            for rel in sorted(expected & actual):
-                if rel.suffix == ".ipynb":
-                    problems += _compare_notebooks(expected_dir / rel, actual_dir / rel)
-                elif not filecmp.cmp(expected_dir / rel, actual_dir / rel, shallow=False):
-                    problems.append(f"{actual_dir / rel}: differs from solutions/")
+            problems += _compare_unit(fresh / unit, release / unit, ignore)
+    return problems
+
+
+def _compare_unit(expected_dir: Path, actual_dir: Path, ignore: list[str]) -> list[str]:
+    """Problems of one released unit against its fresh regeneration: missing, stale and
+    differing files (notebooks compared by :func:`_compare_notebooks`)."""
+    if not actual_dir.is_dir():
+        return [f"{actual_dir}: missing (run `make release`)"]
+    problems = []
+    expected = {p.relative_to(expected_dir) for p in expected_dir.rglob("*") if p.is_file()}
+    # files nbgrader never releases (CourseDirectory.ignore: checkpoints, weights a run
+    # of the notebook saved beside it, ...) are no business of the release
+    actual = {p.relative_to(actual_dir) for p in actual_dir.rglob("*")
+              if p.is_file() and not _ignored(p.relative_to(actual_dir), ignore)}
+    for rel in sorted(expected - actual):
+        problems.append(f"{actual_dir / rel}: missing (run `make release`)")
+    for rel in sorted(actual - expected):
+        problems.append(f"{actual_dir / rel}: not generated from solutions/ (stale file?)")
+    for rel in sorted(expected & actual):
+        if rel.suffix == ".ipynb":
+            problems += _compare_notebooks(expected_dir / rel, actual_dir / rel)
+        elif not filecmp.cmp(expected_dir / rel, actual_dir / rel, shallow=False):
+            problems.append(f"{actual_dir / rel}: differs from solutions/")
     return problems
 
 
