@@ -21,9 +21,10 @@ Vectors (units 7-9):
 
 * :mod:`~lftutor.bijections.planar`, :mod:`~lftutor.bijections.radial`,
   :mod:`~lftutor.bijections.householder`, :mod:`~lftutor.bijections.sylvester`;
-* :mod:`~lftutor.bijections.autoregressive` (MADE; affine, spline and neural autoregressive
-  layers), :mod:`~lftutor.bijections.polynomial` (sum-of-squares), with the scalar solver of
-  :mod:`~lftutor.bijections.monotone`;
+* :mod:`~lftutor.bijections.autoregressive` (affine, spline and neural autoregressive
+  layers), :mod:`~lftutor.bijections.polynomial` (sum-of-squares), both built on
+  :mod:`~lftutor.bijections.made` (MADE and the autoregressive base class), with the scalar
+  solver of :mod:`~lftutor.bijections.monotone`;
 * :mod:`~lftutor.bijections.conditional` (layers whose parameters depend on a context);
 * :mod:`~lftutor.bijections.continuous` (continuous flows on torchdiffeq) and
   :mod:`~lftutor.bijections.trace` (exact and Hutchinson traces).
@@ -38,7 +39,7 @@ from lftutor.bijections.autoregressive import (
     make_autoregressive_layers,
 )
 from lftutor.bijections.base import Bijection, Inverse
-from lftutor.bijections.conditional import ConditionalFlow
+from lftutor.bijections.conditional import ConditionalFlow, ConditionalIAF, ConditionalPlanar
 from lftutor.bijections.coupling import (
     AffineCoupling,
     SimpleCouplingLayer,
@@ -47,21 +48,29 @@ from lftutor.bijections.coupling import (
     make_phi4_affine_layers,
 )
 from lftutor.bijections.flow import Flow
-from lftutor.bijections.gauge import GaugeEquivariantCoupling
+from lftutor.bijections.free_field import DenseCoupling, DiagonalScale
+from lftutor.bijections.gauge import GaugeEquivariantCoupling, LinkBijection
 from lftutor.bijections.householder import DiagonalAffine, Householder
+from lftutor.bijections.made import AutoregressiveBijection
+from lftutor.bijections.odd_splines import OddSplineCoupling, OddZeroModeSpline
 from lftutor.bijections.planar import Planar
+from lftutor.bijections.plaquette_chain import PlaquetteChainLayer
 from lftutor.bijections.polynomial import SumOfSquaresPolynomial
+from lftutor.bijections.preconditioners import FourierScale
 from lftutor.bijections.radial import Radial
-from lftutor.bijections.splines import SplineCoupling
+from lftutor.bijections.splines import SplineCoupling, ZeroModeSpline
 from lftutor.bijections.sylvester import Sylvester
 from lftutor.bijections.symmetry import Z2Symmetric
 
-__all__ = ["MADE", "AffineCoupling", "Bijection", "ConditionalFlow", "ContinuousFlow", "DiagonalAffine",
-           "Flow",
-           "GaugeEquivariantCoupling", "Householder", "Inverse", "MaskedAffineAutoregressive",
-           "NeuralAutoregressive", "Permutation", "Planar", "Radial", "SimpleCouplingLayer",
-           "SplineAutoregressive", "SplineCoupling", "SumOfSquaresPolynomial", "Sylvester", "Z2Symmetric",
-           "make_autoregressive_layers", "make_checker_mask", "make_conv_net", "make_phi4_affine_layers"]
+# Every public bijection of the package (tests/test_bijections.py checks that none is missing).
+__all__ = ["MADE", "AffineCoupling", "AutoregressiveBijection", "Bijection", "ConditionalFlow",
+           "ConditionalIAF", "ConditionalPlanar", "ContinuousFlow", "DenseCoupling", "DiagonalAffine",
+           "DiagonalScale", "Flow", "FourierScale", "GaugeEquivariantCoupling", "Householder", "Inverse",
+           "LinkBijection", "MaskedAffineAutoregressive", "NeuralAutoregressive", "OddSplineCoupling",
+           "OddZeroModeSpline", "Permutation", "Planar", "PlaquetteChainLayer", "Radial",
+           "SimpleCouplingLayer", "SplineAutoregressive", "SplineCoupling", "SumOfSquaresPolynomial",
+           "Sylvester", "Z2Symmetric", "ZeroModeSpline", "make_autoregressive_layers", "make_checker_mask",
+           "make_conv_net", "make_phi4_affine_layers"]
 
 
 def __getattr__(name: str):

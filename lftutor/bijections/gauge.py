@@ -38,6 +38,9 @@ from lftutor.bijections.flow import Flow
 from lftutor.bijections.splines import spline_bins
 from lftutor.lattice.u1 import TWO_PI, check_links, lattice_shape_of, plaquettes, wrap
 
+__all__ = ["STRIPE_ORDERS", "GaugeEquivariantCoupling", "LinkBijection", "UniformLinkPrior", "circle_map",
+           "circular_spline", "make_conv_conditioner", "make_u1_flow", "make_u1_masks"]
+
 MIN_BIN = 1e-3
 MIN_DERIVATIVE = 1e-3
 
@@ -295,7 +298,3 @@ def make_u1_flow(lattice, *, n_layers: int = 16, hidden_channels: Sequence[int] 
                                        hidden_channels=hidden_channels, kernel_size=kernel_size,
                                        n_bins=n_bins) for i in range(n_layers)]
     return Flow(UniformLinkPrior(lattice, dtype=dtype), layers).to(dtype)
-
-
-__all__ = ["STRIPE_ORDERS", "GaugeEquivariantCoupling", "LinkBijection", "UniformLinkPrior", "circle_map",
-           "circular_spline", "make_conv_conditioner", "make_u1_flow", "make_u1_masks"]

@@ -61,6 +61,8 @@ from lftutor.bijections.gauge import LinkBijection, UniformLinkPrior, circle_map
 from lftutor.bijections.symmetry import Z2Symmetric
 from lftutor.lattice.u1 import lattice_shape_of, plaquettes, wrap
 
+__all__ = ["PlaquetteChainLayer", "make_u1_chain_flow", "snake_path"]
+
 
 def snake_path(lattice) -> dict[str, torch.Tensor]:
     r"""A path through all plaquettes of the periodic lattice, and the links that join them.
@@ -206,6 +208,3 @@ def make_u1_chain_flow(lattice, *, hidden: Sequence[int] = (64, 64), n_bins: int
     flow = Flow(UniformLinkPrior(lattice, dtype=dtype),
                 [PlaquetteChainLayer(lattice, hidden=hidden, n_bins=n_bins)]).to(dtype)
     return Z2Symmetric(flow) if symmetric else flow
-
-
-__all__ = ["PlaquetteChainLayer", "make_u1_chain_flow", "snake_path"]

@@ -31,6 +31,10 @@ import numpy as np
 
 from lftutor.training.loop import Callback, History
 
+__all__ = ["DEFAULT_WINDOW", "LOSS_LABELS", "LivePlot", "ProgressBar", "describe_loss",
+           "format_metrics", "in_notebook", "moving_average", "moving_median", "plot_history",
+           "robust_limits", "summary", "text_bar"]
+
 #: Moving averages run over this many measured values (of ESS, of the loss) by default.
 DEFAULT_WINDOW = 25
 LOSS_LABELS = {"reverse_kl": "reverse KL loss", "nll": "negative log-likelihood", "custom": "loss"}

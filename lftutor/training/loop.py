@@ -16,6 +16,9 @@ import torch
 from lftutor._checks import check_positive_int
 from lftutor.training.metrics import acceptance_rate, ess, log_weights, reverse_kl
 
+__all__ = ["Callback", "History", "TrainingDiverged", "cosine_schedule", "evaluate",
+           "path_gradient_loss", "train"]
+
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the message names the step."""

@@ -12,6 +12,8 @@ import torch
 
 from lftutor._checks import check_batch
 
+__all__ = ["acceptance_rate", "ess", "log_weights", "reverse_kl"]
+
 
 def _check_pair(log_p: torch.Tensor, log_q: torch.Tensor) -> None:
     check_batch(log_p, name="log_p")
