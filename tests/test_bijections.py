@@ -6,6 +6,10 @@ works, batch shapes, a state_dict save/load round trip, and a table of bad input
 on tiny lattices unless said otherwise. Checks special to one family stay in its own file
 (test_autoregressive.py, test_flows_2d.py, test_continuous.py, test_u1.py, ...).
 
+The generic tests run where ``--device`` and ``--dtype`` say (tests/conftest.py; default the CPU
+in float64), e.g. ``pytest tests/test_bijections.py --device cuda --dtype float32``: cases,
+inputs and contexts are moved there, and float32 gets float32 tolerances.
+
 New layers: add a Case to CASES; ``test_every_public_layer_is_in_the_registry`` fails otherwise.
 """
 
@@ -18,7 +22,7 @@ import math
 import pkgutil
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -156,7 +160,9 @@ def _links(n):
 class Case:
     """A bijection to test: how to build it, what it acts on, and how exact it is.
 
-    ``build`` may return float32 parameters; ``make()`` perturbs it and converts it to float64.
+    ``build`` may return float32 parameters; ``make()`` perturbs it and converts it to ``dtype``
+    on ``device`` (float64 on the CPU unless the ``case`` fixture sets ``--dtype``/``--device``).
+    The tolerances are float64's; float32 uses :attr:`F32_TOLERANCES`.
     """
 
     build: Callable[[], torch.nn.Module]
@@ -172,24 +178,40 @@ class Case:
     volume_preserving: bool = False  # log-det exactly zero
     angles: bool = False  # inputs and outputs are angles: compare modulo 2 pi
     float32: bool = True  # also run in float32 (off for tight ODE tolerances)
+    dtype: torch.dtype = F64  # where the generic tests run (set by the case fixture)
+    device: torch.device = torch.device("cpu")
 
-    def make(self, dtype=F64) -> torch.nn.Module:
+    def make(self, dtype=None) -> torch.nn.Module:
         layer = self.build()
         if self.perturb is not None:
             self.perturb(layer)
-        return layer.to(dtype)
+        return layer.to(dtype=dtype or self.dtype, device=self.device)
 
-    def sample(self, n: int, dtype=F64) -> torch.Tensor:
+    def sample(self, n: int, dtype=None) -> torch.Tensor:
         x = self.inputs(n) if self.inputs is not None else self.scale * torch.randn(n, *self.shape, dtype=F64)
-        return x.to(dtype)
+        return x.to(dtype=dtype or self.dtype, device=self.device)
 
-    def make_context(self, n: int, dtype=F64) -> torch.Tensor | None:
+    def make_context(self, n: int, dtype=None) -> torch.Tensor | None:
         if not self.context_dim:
             return None
-        c = self.context_dim
+        c, dtype = self.context_dim, dtype or self.dtype
         if self.context == "shared":
-            return torch.randn(1, c, dtype=dtype).expand(n, c).contiguous()
-        return (3.0 if self.context == "large" else 1.0) * torch.randn(n, c, dtype=dtype)
+            context = torch.randn(1, c, dtype=dtype).expand(n, c).contiguous()
+        else:
+            context = (3.0 if self.context == "large" else 1.0) * torch.randn(n, c, dtype=dtype)
+        return context.to(self.device)
+
+    def tolerance(self, what: str) -> float:
+        """``"inverse"``, ``"log_det"``, ``"jacobian"`` or ``"rows"``: at this case's dtype."""
+        if self.dtype == F64:
+            return {"inverse": self.atol, "log_det": self.atol, "jacobian": self.jacobian_atol,
+                    "rows": max(self.atol, 1e-12)}[what]
+        return F32_TOLERANCES[what]
+
+
+# float32 round-off: a sum over sites of float32 log-derivatives grows with the lattice and the
+# depth (as in test_float32).
+F32_TOLERANCES = {"inverse": 2e-3, "log_det": 2e-2, "jacobian": 2e-2, "rows": 1e-4}
 
 
 LATTICE = {
@@ -343,8 +365,12 @@ ABSTRACT = {Bijection, AutoregressiveBijection, LinkBijection}
 # ----------------------------------------------------------------------------------- helpers
 
 @pytest.fixture(params=sorted(CASES))
-def case(request):
-    return CASES[request.param]
+def case(request, run_dtype, run_device):
+    case = CASES[request.param]
+    if run_dtype != F64 and not case.float32:
+        pytest.skip(f"--dtype {str(run_dtype).removeprefix('torch.')}: {request.param} is an adaptive "
+                    "ODE solve at tolerance 1e-9, a float64 test")
+    return replace(case, dtype=run_dtype, device=run_device)
 
 
 def _call(layer, direction, x, context):
@@ -385,7 +411,8 @@ def test_reverse_inverts_forward(case, first):
     v, _ = _call(layer, first, u, c)
     back, _ = _call(layer, _other(first), v, c)
     assert _difference(case, v, u).abs().max() > 1e-6, "the layer should not be the identity here"
-    torch.testing.assert_close(_difference(case, back, u), torch.zeros_like(u), rtol=0, atol=case.atol)
+    torch.testing.assert_close(_difference(case, back, u), torch.zeros_like(u), rtol=0,
+                               atol=case.tolerance("inverse"))
 
 
 def test_forward_and_reverse_log_dets_cancel(case):
@@ -398,7 +425,8 @@ def test_forward_and_reverse_log_dets_cancel(case):
         assert bool((ld_fwd == 0).all()) and bool((ld_rev == 0).all())
     else:
         assert ld_fwd.abs().max() > 1e-3, "log-det should be non-trivial for perturbed parameters"
-    torch.testing.assert_close(ld_fwd + ld_rev, torch.zeros(5, dtype=F64), rtol=0, atol=case.atol)
+    torch.testing.assert_close(ld_fwd + ld_rev, torch.zeros_like(ld_fwd), rtol=0,
+                               atol=case.tolerance("log_det"))
 
 
 @pytest.mark.parametrize("direction", ["forward", "reverse"])
@@ -416,7 +444,8 @@ def test_log_det_matches_autograd_jacobian(case, direction):
         jac = torch.autograd.functional.jacobian(flat, x[b].reshape(size), vectorize=case.angles)
         sign, logabs = torch.linalg.slogdet(jac)
         assert sign != 0
-        torch.testing.assert_close(log_det[b], logabs, rtol=case.jacobian_atol, atol=case.jacobian_atol)
+        tol = case.tolerance("jacobian")
+        torch.testing.assert_close(log_det[b], logabs, rtol=tol, atol=tol)
 
 
 def test_every_parameter_gets_a_gradient_in_both_directions(case):
@@ -456,7 +485,7 @@ def test_batch_shapes_and_rows_are_independent(case, batch):
         out, ld = _call(layer, direction, z, c)
         assert out.shape == (batch, *case.shape) and ld.shape == (batch,)
         one, ld_one = _call(layer, direction, z[-1:], None if c is None else c[-1:])
-        tol = max(case.atol, 1e-12)
+        tol = case.tolerance("rows")
         torch.testing.assert_close(one, out[-1:], rtol=tol, atol=tol)
         torch.testing.assert_close(ld_one, ld[-1:], rtol=tol, atol=tol)
 
@@ -467,13 +496,16 @@ def test_state_dict_save_and_load_round_trip(case):
     torch.save(layer.state_dict(), buffer)
     buffer.seek(0)
     torch.manual_seed(99)  # another initialisation
-    fresh = case.build().to(F64)
+    fresh = case.build().to(dtype=case.dtype, device=case.device)
     fresh.load_state_dict(torch.load(buffer, weights_only=True))
     z, c = case.sample(3), case.make_context(3)
     for direction in ("forward", "reverse"):
         expected = _call(layer, direction, z, c)
         got = _call(fresh, direction, z, c)
-        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        if case.device.type == "cpu":
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        else:  # a GPU may pick another kernel for the same product
+            torch.testing.assert_close(got, expected)
 
 
 # ----------------------------------------------------------------------------------- bad inputs
@@ -481,7 +513,8 @@ def test_state_dict_save_and_load_round_trip(case):
 def _bad_inputs(case, layer):
     """(description, call, message) for inputs every layer must refuse with a ValueError."""
     z, c = case.sample(3), case.make_context(3)
-    wrong_shape = torch.zeros(3, *case.shape[:-1], case.shape[-1] + 1, dtype=F64)
+    wrong_shape = torch.zeros(3, *case.shape[:-1], case.shape[-1] + 1, dtype=case.dtype, device=case.device)
+    other = torch.float32 if case.dtype == F64 else F64
     rows = [
         ("integers", lambda: _call(layer, "forward", z.long(), c), "expected"),
         ("a wrong event shape", lambda: _call(layer, "forward", wrong_shape, c), r"expected .*shape"),
@@ -490,20 +523,23 @@ def _bad_inputs(case, layer):
     if not isinstance(layer, STACKS):  # a stack reads the batch size before its layers check
         rows.append(("a list", lambda: _call(layer, "forward", z.tolist(), c), "expected"))
     if next(layer.parameters(), None) is not None and not isinstance(layer, (DiagonalScale, FourierScale)):
-        # (layers that convert their parameters to the input's dtype accept float32)
-        rows.append(("float32 into a float64 layer",
-                     lambda: _call(layer, "forward", z.float(), None if c is None else c.float()), "dtype"))
+        # (layers that convert their parameters to the input's dtype accept another dtype)
+        rows.append((f"{other} into a {case.dtype} layer",
+                     lambda: _call(layer, "forward", z.to(other), None if c is None else c.to(other)),
+                     "dtype"))
     if case.context_dim:
         if not isinstance(layer, STACKS):  # a stack requires its context as an argument
             rows.append(("no context", lambda: _call(layer, "forward", z, None), "expected a context"))
         rows += [
-            ("a context of the wrong width", lambda: _call(layer, "reverse", z, torch.zeros(3, 7, dtype=F64)),
+            ("a context of the wrong width",
+             lambda: _call(layer, "reverse", z, torch.zeros(3, 7, dtype=case.dtype, device=case.device)),
              "expected a context"),
             ("a context of another batch", lambda: _call(layer, "forward", z, c[:2]), "expected a context"),
         ]
     elif isinstance(layer, AutoregressiveBijection):
         rows.append(("a context for a layer without one",
-                     lambda: layer.forward(z, torch.zeros(3, 1, dtype=F64)), "expected no context"))
+                     lambda: layer.forward(z, torch.zeros(3, 1, dtype=case.dtype, device=case.device)),
+                     "expected no context"))
     return rows
 
 
@@ -610,3 +646,19 @@ def test_every_check_is_written_once_in_the_base_class():
                 for direction in ("forward", "reverse"):
                     assert getattr(getattr(type(m), direction), "__bijection_checked__", False), \
                         f"{type(m).__name__}.{direction}"
+
+
+def test_every_public_layer_is_exported_by_the_package():
+    exported = set(lftutor.bijections.__all__)
+    missing = []
+    for info in pkgutil.iter_modules(lftutor.bijections.__path__):
+        name = f"lftutor.bijections.{info.name}"
+        module = importlib.import_module(name)
+        for attr in getattr(module, "__all__", []):
+            obj = getattr(module, attr)
+            if inspect.isclass(obj) and issubclass(obj, Bijection) and obj.__module__ == name \
+                    and attr not in exported:
+                missing.append(f"{name}.{attr}")
+    assert not missing, f"add to lftutor.bijections.__all__ (and import there): {missing}"
+    for attr in exported:
+        assert getattr(lftutor.bijections, attr) is not None, attr
