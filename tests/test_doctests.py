@@ -1,4 +1,5 @@
-"""Every docstring example in lftutor.bijections runs and prints what it shows (zuko runs its doctests)."""
+"""Every docstring example in lftutor.bijections and lftutor.training runs and prints what it shows
+(zuko runs its doctests)."""
 
 import doctest
 import importlib
@@ -8,15 +9,16 @@ import pytest
 import torch
 
 import lftutor.bijections
+import lftutor.training
 from lftutor.bijections.base import Bijection
 
-MODULES = sorted(f"lftutor.bijections.{info.name}"
-                 for info in pkgutil.iter_modules(lftutor.bijections.__path__))
+MODULES = sorted(f"{package.__name__}.{info.name}" for package in (lftutor.bijections, lftutor.training)
+                 for info in pkgutil.iter_modules(package.__path__))
 # Layers still without an example (abstract bases need none); the list may only shrink.
 WITHOUT_EXAMPLE = {"Bijection", "AutoregressiveBijection", "LinkBijection"}
 
 
-@pytest.mark.parametrize("name", ["lftutor.bijections", *MODULES])
+@pytest.mark.parametrize("name", ["lftutor.bijections", "lftutor.training", *MODULES])
 def test_docstring_examples_run(name):
     module = importlib.import_module(name)
     torch.manual_seed(0)

@@ -7,7 +7,7 @@ from lftutor import ScalarPhi4Action
 from lftutor.bijections.splines import SplineCoupling, ZeroModeSpline
 from lftutor.bijections.symmetry import Z2Symmetric
 from lftutor.training.loop import train
-from lftutor.training.recipes import FAST, Recipe
+from lftutor.training.recipes import FAST, RECIPES, Recipe
 
 
 def test_fast_recipe_is_a_mirror_symmetric_zero_mode_spline_then_spline_couplings():
@@ -115,3 +115,21 @@ def test_four_colour_recipe_falls_back_to_the_halves_where_the_lattice_has_no_fo
     assert shapes == [(9, 4)] * (FAST.n_layers - 1) + [(18, 4)]
     assert [tuple(layer.neighbour_index.shape) for layer in FAST.build_flow((4, 4)).flow.layers[1:-1]] \
         == [(2, 8)] * (FAST.n_layers - 1)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_n_flow_layers_and_the_architecture_say_what_the_recipe_builds(name):
+    recipe = RECIPES[name]
+    flow = recipe.build_flow((8, 8))
+    layers = list((flow.flow if isinstance(flow, Z2Symmetric) else flow).layers)
+    assert recipe.n_flow_layers == len(layers)
+    assert recipe.architecture((8, 8)).startswith(f"{len(layers)} layers: ")
+
+
+def test_the_four_colour_couplings_use_a_5x5_window_and_the_odd_one_kernel_size():
+    assert FAST.kernel_size == 3 and FAST.n_layers == 5
+    layers = list(FAST.build_flow((8, 8)).flow.layers)
+    assert [getattr(layer, "kernel_size", None) for layer in layers] == [None, 5, 5, 5, 5, 3]
+    assert FAST.architecture((8, 8)) == ("6 layers: a zero-mode spline, 4 spline couplings with kernel 5, "
+                                         "1 spline coupling with kernel 3")
+    assert FAST.architecture((6, 6)).endswith("5 spline couplings with kernel 3")  # no four colours on 6x6

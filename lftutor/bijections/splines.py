@@ -242,7 +242,7 @@ class SplineCoupling(Bijection):
             check_positive_int(hs, name="each hidden size")
         if not bound > 0:
             raise ValueError(f"expected a positive bound, got {bound!r}")
-        self.n_bins, self.bound = n_bins, float(bound)
+        self.n_bins, self.bound, self.kernel_size = n_bins, float(bound), kernel_size
         self.lattice_shape = self.event_shape = tuple(update_mask.shape)
         neighbours = _window_indices(update_mask.bool(), condition_mask.bool(), kernel_size)
         self.register_buffer("update_index", torch.nonzero(update_mask.flatten()).squeeze(1))
@@ -370,7 +370,8 @@ def make_phi4_spline_layers(*, lattice_shape: Sequence[int], n_even_layers: int 
     have to model the distribution of the even sites; the odd sites stay prior noise until then.
     With ``even_colours=4`` (2-D only) the even couplings cycle through the four colours of
     :func:`make_even_colour_masks` instead, each given the three others in a window of at least
-    5x5 (the eight even sites it interacts with).
+    5x5 (the eight even sites it interacts with): their ``kernel_size`` is
+    ``max(kernel_size, 5)``, the odd coupling's stays ``kernel_size``.
 
     Returns:
         ``nn.ModuleList`` of :class:`SplineCoupling`; wrap it with :class:`lftutor.Flow`.

@@ -32,13 +32,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lftutor.bijections.coupling import make_phi4_affine_layers
+from lftutor.bijections.coupling import AffineCoupling, make_phi4_affine_layers
 from lftutor.bijections.flow import Flow
-from lftutor.bijections.odd_splines import make_phi4_odd_spline_layers
-from lftutor.bijections.splines import ZeroModeSpline, make_phi4_spline_layers
+from lftutor.bijections.odd_splines import OddSplineCoupling, OddZeroModeSpline, make_phi4_odd_spline_layers
+from lftutor.bijections.splines import SplineCoupling, ZeroModeSpline, make_phi4_spline_layers
 from lftutor.bijections.symmetry import Z2Symmetric
 from lftutor.lattice.priors import SimpleNormal
 from lftutor.training.loop import cosine_schedule
+
+__all__ = ["FAST", "FAST_AB", "FAST_GPU", "PRETRAINED", "RECIPES", "TUTORIAL", "Pretrained",
+           "Recipe", "get_recipe", "pretrained_flow", "recipe_for"]
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,15 @@ class Recipe:
             made odd, so the flow's density is even without the mixture of ``z2_symmetric``;
             cheaper per step, but worse at equal time at the course's point, see
             ``benchmarks/README.md``).
-        n_layers, hidden_sizes, kernel_size: the coupling stack (for ``"spline"``,
-            ``n_layers - 1`` even-sublattice couplings and one odd-given-even coupling).
+        n_layers: the number of *couplings* (for ``"spline"`` and ``"odd-spline"``,
+            ``n_layers - 1`` even-sublattice couplings and one odd-given-even coupling). The
+            zero-mode layer of ``zero_mode`` comes on top: :data:`FAST`'s ``n_layers=5`` builds
+            a flow of six layers (:attr:`n_flow_layers`; :meth:`architecture` says what they are).
+        hidden_sizes: the conditioners' hidden widths.
+        kernel_size: the conditioners' window. With four even colours the even couplings need
+            the sites two steps away and use ``max(kernel_size, 5)``
+            (:func:`lftutor.bijections.splines.make_phi4_spline_layers`); the odd coupling keeps
+            ``kernel_size``. :meth:`architecture` says what a lattice gets.
         n_bins: spline bins (``"spline"`` only).
         zero_mode: start with a :class:`lftutor.bijections.splines.ZeroModeSpline` (or its odd
             twin for ``"odd-spline"``; not for ``"affine"``).
@@ -123,6 +133,38 @@ class Recipe:
         flow = Flow(prior, layers).to(dtype=dtype, device=device)
         return Z2Symmetric(flow) if self.z2_symmetric else flow
 
+    @property
+    def n_flow_layers(self) -> int:
+        """The layers :meth:`build_flow` stacks: the ``n_layers`` couplings and the zero-mode layer."""
+        return self.n_layers + (self.zero_mode and self.coupling != "affine")
+
+    def architecture(self, lattice_shape) -> str:
+        """What :meth:`build_flow` stacks on ``lattice_shape``, read from the flow it builds.
+
+        Example:
+            >>> FAST.architecture((8, 8))
+            '6 layers: a zero-mode spline, 4 spline couplings with kernel 5, 1 spline coupling with kernel 3'
+            >>> TUTORIAL.architecture((8, 8))
+            '16 layers: 16 affine couplings with kernel 3'
+        """
+        flow = self.build_flow(lattice_shape)
+        layers = list((flow.flow if isinstance(flow, Z2Symmetric) else flow).layers)
+        groups: list[list] = []  # [name, kernel, count] of runs of equal layers
+        for layer in layers:
+            key = [_LAYER_NAMES.get(type(layer), type(layer).__name__), _kernel_of(layer)]
+            if groups and groups[-1][:2] == key:
+                groups[-1][2] += 1
+            else:
+                groups.append([*key, 1])
+        parts = []
+        for name, kernel, count in groups:
+            if count == 1 and kernel is None:
+                what = f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+            else:
+                what = f"{count} {name}{'s' if count > 1 else ''}"
+            parts.append(what if kernel is None else f"{what} with kernel {kernel}")
+        return f"{len(layers)} layers: " + ", ".join(parts)
+
     def _even_colours_for(self, lattice_shape) -> int:
         """Four colours need a 2-D lattice with extents divisible by 4; elsewhere the two halves."""
         shape = tuple(lattice_shape)
@@ -135,6 +177,19 @@ class Recipe:
         return {"batch_size": self.batch_size, "lr": self.lr, "lr_schedule": self.lr_schedule,
                 "ess_every": self.ess_every, "num_threads": self.num_threads,
                 "gradient": self.gradient}
+
+
+_LAYER_NAMES = {AffineCoupling: "affine coupling", SplineCoupling: "spline coupling",
+                OddSplineCoupling: "odd spline coupling", ZeroModeSpline: "zero-mode spline",
+                OddZeroModeSpline: "odd zero-mode spline"}
+
+
+def _kernel_of(layer) -> int | None:
+    """The window of a coupling's conditioner (``None`` for a layer without one)."""
+    if hasattr(layer, "kernel_size"):
+        return layer.kernel_size
+    conv = next((m for m in layer.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)), None)
+    return None if conv is None else conv.kernel_size[0]
 
 
 #: The recipe of the tutorial (arXiv:2101.08176): what the notebooks teach.
