@@ -214,6 +214,9 @@ def test_every_attacker_earns_nothing_and_is_told_why(red_team_run, attack):
     result = by_student(red_team_run["report"])[attack.student]
     if result["status"] == "failed":
         assert result["reason"], attack.student
+        # a kernel stopped by one of the sandbox's limits: the reason names the limit
+        stops = [e for e in result["sandbox"] if e.startswith("kernel stopped")]
+        assert all(e in result["reason"] for e in stops), (result["reason"], stops)
     else:
         assert result["score"] == 0.0, (attack.student, result["cells"])
     if attack.sandbox:

@@ -163,3 +163,13 @@ def test_the_copy_of_a_folder_skips_the_sandbox_folder_inside_it_and_links(tmp_p
     sb._copy_submission(tmp_path, dest, uid=None)
     assert sorted(p.name for p in dest.iterdir()) == ["data", "nb.ipynb"]
     assert (dest / "data" / "x.txt").read_text() == "x"
+
+
+def test_a_dead_kernel_is_explained_by_the_sandbox_limit_that_stopped_it():
+    from lftutor.instructor.autograde import _autograde_failure
+
+    dead = {"log": "nbclient.exceptions.DeadKernelError: Kernel died", "error": ""}
+    assert "os._exit" in _autograde_failure(dead)
+    reason = _autograde_failure(dead, ["output over 5 MB dropped",
+                                       "kernel stopped by the CPU time limit (3 s)"])
+    assert reason.endswith(": kernel stopped by the CPU time limit (3 s)")

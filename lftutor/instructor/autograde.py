@@ -123,12 +123,17 @@ def _first_error_line(text: str) -> str:
     return hits[-1].strip() if hits else ""
 
 
-def _autograde_failure(result: dict) -> str:
+def _autograde_failure(result: dict, sandbox_events: list[str] = ()) -> str:
     log = result.get("log", "") + "\n" + result.get("error", "")
     if "UnresponsiveKernelError" in log or "kernel became unresponsive" in log:
         return ("the kernel became unresponsive and could not be interrupted (an endless loop "
                 "that allocates memory?); see the log")
     if "DeadKernelError" in log or "Kernel died" in log:
+        # the sandbox knows why when one of its limits stopped the kernel
+        stops = [e for e in sandbox_events if e.startswith(("kernel stopped", "kernel killed",
+                                                             "memory limit"))]
+        if stops:
+            return f"the kernel died while running the notebook: {'; '.join(stops)}"
         return "the kernel died while running the notebook (out of memory, or os._exit?)"
     detail = _first_error_line(log)
     return f"nbgrader autograde failed: {detail or 'see the log'}"
@@ -460,6 +465,8 @@ def _autograde_one(job) -> _Outcome:
 
 
 def _run_autograde(course: _Course, cfg, api, out: _Outcome, hidden: list[str]) -> None:
+    from lftutor.instructor import sandbox as sandbox_module
+
     assignment, student, root = course.assignment, out.student, course.root
     start = time.perf_counter()
     result = api.autograde(assignment, student, force=True, create=True)
@@ -469,7 +476,7 @@ def _run_autograde(course: _Course, cfg, api, out: _Outcome, hidden: list[str]) 
     (logs / f"{student}.log").write_text(result.get("log", "") + result.get("error", ""),
                                          encoding="utf-8")
     if not result["success"]:
-        out.failure = (_autograde_failure(result) +
+        out.failure = (_autograde_failure(result, sandbox_module.events()) +
                        f" (log: {(logs / (student + '.log')).relative_to(root)})")
         return
     out.timed_out = _timeouts(coursedir_path(cfg, "autograded_directory") / student / assignment)
