@@ -190,73 +190,107 @@ def check_affine_stack(make_layers, level: str = "visible") -> None:
                 f"hidden_sizes={hidden_sizes}, kernel_size={kernel})")
         layers = _call("affine_stack", call, make_layers, n_layers=n_layers, lattice_shape=shape,
                        hidden_sizes=list(hidden_sizes), kernel_size=kernel)
-        if isinstance(layers, (list, tuple)) and all(isinstance(x, T.Module) for x in layers):
-            raise GradingError(f"{call} returned a Python {type(layers).__name__}; wrap the layers in "
-                               "torch.nn.ModuleList so that their parameters are registered (and "
-                               "trained).")
-        if not isinstance(layers, T.ModuleList):
-            raise GradingError(f"{call} returned {describe(layers)}; expected a torch.nn.ModuleList "
-                               "of coupling layers.")
-        if len(layers) != n_layers:
-            raise GradingError(f"{call} returned {len(layers)} layers, expected {n_layers}.")
-        nets, masks = [], []
-        for i, layer in enumerate(layers):
-            for attr in ("net", "mask", "forward", "reverse"):
-                if not hasattr(layer, attr):
-                    raise GradingError(f"layer {i} of {call} has no attribute {attr!r}; build each "
-                                       "layer as AffineCoupling(net, mask).")
-            mask = layer.mask
-            if not isinstance(mask, T.Tensor) or tuple(mask.shape) != tuple(shape):
-                raise GradingError(f"layer {i} has a mask of {describe(mask)}, expected shape {shape}.")
-            mask = f64(mask)
-            parities = [p for p in (0, 1) if T.equal(mask, _ref_mask(shape, p))]
-            if not parities:
-                raise GradingError(f"layer {i}'s mask is not a checkerboard; use "
-                                   "make_checker_mask(lattice_shape, parity).")
-            masks.append(parities[0])
-            nets.append(layer.net)
-        for i in range(n_layers - 1):
-            if masks[i] == masks[i + 1]:
-                raise GradingError(f"layers {i} and {i + 1} use the same parity: the sites frozen in "
-                                   "one layer stay frozen in the next, so half of the lattice is never "
-                                   "updated by that pair. Alternate the parity: i % 2.")
-        param_ids = [{id(p) for p in T.parameters(net)} for net in nets]
-        for i in range(n_layers):
-            for j in range(i):
-                if nets[i] is nets[j] or param_ids[i] & param_ids[j]:
-                    raise GradingError(f"layers {j} and {i} share one network; create a new "
-                                       "make_conv_net(...) inside the loop so every layer has its own "
-                                       "parameters.")
+        _check_module_list(layers, call, n_layers)
+        nets, parities = _nets_and_parities(layers, call, shape)
+        _check_parities_alternate(parities)
+        _check_own_networks(nets)
         for i, net in enumerate(nets):
-            convs = _convs(net)
-            channels = [c.out_channels for c in convs]
-            if channels != [*hidden_sizes, 2] or (convs and convs[0].in_channels != 1):
-                raise GradingError(f"layer {i}'s network has convolutions with output channels "
-                                   f"{channels}, expected {[*hidden_sizes, 2]} (hidden sizes, then 2 "
-                                   "channels for s and t) and 1 input channel.")
-            if any(tuple(c.kernel_size) != (kernel,) * len(shape) for c in convs):
-                raise GradingError(f"layer {i}'s network does not use kernel_size={kernel}.")
-            if any(c.padding_mode != "circular" for c in convs):
-                raise GradingError(f"layer {i}'s network pads with zeros; use circular padding so the "
-                                   "network respects the periodic lattice (make_conv_net does).")
-        # Every layer must act like the reference affine coupling with its own net and mask.
-        gen = generator(80 + seed)
-        for dtype in ((T.float32, T.float64) if hidden else (T.float32,)):
-            x = randn((3, *shape), dtype, gen)
-            for i, layer in enumerate(layers):
-                T.module_to(layer, dtype)
-                with T.no_grad():
-                    out = _call("affine_stack", f"layer {i}'s forward", layer.forward, T.clone(x))
-                y_exp, ld_exp, _, _ = _ref_affine(layer.net, layer.mask, x, direction="forward")
-                if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], T.Tensor)
-                        and close(out[0], y_exp, dtype) and isinstance(out[1], T.Tensor)
-                        and close(out[1], ld_exp, dtype)):
-                    raise GradingError(f"layer {i}'s forward is not the affine coupling "
-                                       "m*z + (1-m)*(z*e^s + t); build the layers with "
-                                       "AffineCoupling(net, mask).")
-                x = y_exp
-            T.module_to(layers, T.float32)
+            _check_network_layout(net, i, hidden_sizes, kernel, len(shape))
+        _check_layers_act(layers, shape, (T.float32, T.float64) if hidden else (T.float32,),
+                          generator(80 + seed))
     ok("make_affine_stack builds alternating affine couplings", hidden)
+
+
+def _check_module_list(layers, call: str, n_layers: int) -> None:
+    """The stack is a ``torch.nn.ModuleList`` (a plain list would hide the parameters from the
+    optimizer) of ``n_layers`` layers."""
+    if isinstance(layers, (list, tuple)) and all(isinstance(x, T.Module) for x in layers):
+        raise GradingError(f"{call} returned a Python {type(layers).__name__}; wrap the layers in "
+                           "torch.nn.ModuleList so that their parameters are registered (and "
+                           "trained).")
+    if not isinstance(layers, T.ModuleList):
+        raise GradingError(f"{call} returned {describe(layers)}; expected a torch.nn.ModuleList "
+                           "of coupling layers.")
+    if len(layers) != n_layers:
+        raise GradingError(f"{call} returned {len(layers)} layers, expected {n_layers}.")
+
+
+def _nets_and_parities(layers, call: str, shape) -> tuple[list, list]:
+    """Each layer is an ``AffineCoupling(net, mask)`` whose mask is a checkerboard of the lattice;
+    returns the layers' networks and their masks' parities."""
+    nets, parities = [], []
+    for i, layer in enumerate(layers):
+        for attr in ("net", "mask", "forward", "reverse"):
+            if not hasattr(layer, attr):
+                raise GradingError(f"layer {i} of {call} has no attribute {attr!r}; build each "
+                                   "layer as AffineCoupling(net, mask).")
+        mask = layer.mask
+        if not isinstance(mask, T.Tensor) or tuple(mask.shape) != tuple(shape):
+            raise GradingError(f"layer {i} has a mask of {describe(mask)}, expected shape {shape}.")
+        mask = f64(mask)
+        matching = [p for p in (0, 1) if T.equal(mask, _ref_mask(shape, p))]
+        if not matching:
+            raise GradingError(f"layer {i}'s mask is not a checkerboard; use "
+                               "make_checker_mask(lattice_shape, parity).")
+        parities.append(matching[0])
+        nets.append(layer.net)
+    return nets, parities
+
+
+def _check_parities_alternate(parities: list) -> None:
+    """Neighbouring layers freeze opposite halves, so that every site is updated by each pair."""
+    for i in range(len(parities) - 1):
+        if parities[i] == parities[i + 1]:
+            raise GradingError(f"layers {i} and {i + 1} use the same parity: the sites frozen in "
+                               "one layer stay frozen in the next, so half of the lattice is never "
+                               "updated by that pair. Alternate the parity: i % 2.")
+
+
+def _check_own_networks(nets: list) -> None:
+    """No two layers share a network or a parameter: each layer learns its own."""
+    param_ids = [{id(p) for p in T.parameters(net)} for net in nets]
+    for i in range(len(nets)):
+        for j in range(i):
+            if nets[i] is nets[j] or param_ids[i] & param_ids[j]:
+                raise GradingError(f"layers {j} and {i} share one network; create a new "
+                                   "make_conv_net(...) inside the loop so every layer has its own "
+                                   "parameters.")
+
+
+def _check_network_layout(net, i: int, hidden_sizes, kernel: int, ndim: int) -> None:
+    """Layer ``i``'s network: 1 input channel, the hidden sizes then 2 output channels (s and t),
+    ``kernel`` wide in each of the ``ndim`` lattice directions, circular padding."""
+    convs = _convs(net)
+    channels = [c.out_channels for c in convs]
+    if channels != [*hidden_sizes, 2] or (convs and convs[0].in_channels != 1):
+        raise GradingError(f"layer {i}'s network has convolutions with output channels "
+                           f"{channels}, expected {[*hidden_sizes, 2]} (hidden sizes, then 2 "
+                           "channels for s and t) and 1 input channel.")
+    if any(tuple(c.kernel_size) != (kernel,) * ndim for c in convs):
+        raise GradingError(f"layer {i}'s network does not use kernel_size={kernel}.")
+    if any(c.padding_mode != "circular" for c in convs):
+        raise GradingError(f"layer {i}'s network pads with zeros; use circular padding so the "
+                           "network respects the periodic lattice (make_conv_net does).")
+
+
+def _check_layers_act(layers, shape, dtypes, gen) -> None:
+    """Every layer acts like the reference affine coupling with its own net and mask, in each of
+    ``dtypes``, on a batch passed through the stack in order."""
+    for dtype in dtypes:
+        x = randn((3, *shape), dtype, gen)
+        for i, layer in enumerate(layers):
+            T.module_to(layer, dtype)
+            with T.no_grad():
+                out = _call("affine_stack", f"layer {i}'s forward", layer.forward, T.clone(x))
+            y_exp, ld_exp, _, _ = _ref_affine(layer.net, layer.mask, x, direction="forward")
+            if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], T.Tensor)
+                    and close(out[0], y_exp, dtype) and isinstance(out[1], T.Tensor)
+                    and close(out[1], ld_exp, dtype)):
+                raise GradingError(f"layer {i}'s forward is not the affine coupling "
+                                   "m*z + (1-m)*(z*e^s + t); build the layers with "
+                                   "AffineCoupling(net, mask).")
+            x = y_exp
+        T.module_to(layers, T.float32)
 
 
 make_read_only(__name__)

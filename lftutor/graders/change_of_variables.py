@@ -60,14 +60,20 @@ def _uniform_points(n, dtype, gen, *, extreme=False):
     return T.to(u, dtype)
 
 
+def _point_sets(hidden: bool, first_seed: int, visible, more) -> list:
+    """The inputs ``u`` of a Box-Muller check, one per case ``(n, dtype, extreme)``: ``visible``,
+    then ``more`` at the hidden level; case ``k`` is drawn with the seed ``first_seed + k``."""
+    cases = [visible] + (more if hidden else [])
+    return [_uniform_points(n, dtype, generator(first_seed + k), extreme=extreme)
+            for k, (n, dtype, extreme) in enumerate(cases)]
+
+
 def check_box_muller(box_muller, level: str = "visible") -> None:
     """Check ``box_muller(u)``: ``(batch, 2)`` uniform points to standard normal points."""
     hidden = begin(level)
-    cases = [(256, T.float32, False)]
-    if hidden:
-        cases += [(1, T.float64, False), (100, T.float64, True), (7, T.float32, True)]
-    for seed, (n, dtype, extreme) in enumerate(cases):
-        u = _uniform_points(n, dtype, generator(10 + seed), extreme=extreme)
+    for u in _point_sets(hidden, 10, (256, T.float32, False),
+                         [(1, T.float64, False), (100, T.float64, True), (7, T.float32, True)]):
+        dtype = u.dtype
         expected = _ref_box_muller(T.to(u, T.float64))
         u_in = T.clone(u)
         out = _call("box_muller", "box_muller(u)", box_muller, u_in)
@@ -111,11 +117,9 @@ def _autograd_log_det(u):
 def check_box_muller_log_det(log_det_fn, level: str = "visible") -> None:
     """Check ``box_muller_log_det(u) -> log|det dz/du|`` against the autograd Jacobian."""
     hidden = begin(level)
-    cases = [(128, T.float32, False)]
-    if hidden:
-        cases += [(1, T.float64, False), (50, T.float64, True), (9, T.float32, True)]
-    for seed, (n, dtype, extreme) in enumerate(cases):
-        u = _uniform_points(n, dtype, generator(20 + seed), extreme=extreme)
+    for u in _point_sets(hidden, 20, (128, T.float32, False),
+                         [(1, T.float64, False), (50, T.float64, True), (9, T.float32, True)]):
+        dtype = u.dtype
         expected = _autograd_log_det(u)
         n = u.shape[0]
         out = _call("box_muller", "box_muller_log_det(u)", log_det_fn, T.clone(u))

@@ -75,6 +75,14 @@ def _field(dim: int, units: int, dtype, gen, *, linear: bool = False):
     return field
 
 
+def _field_and_points(seed: int, dim: int, n: int, dtype, *, linear: bool = False):
+    """``(gen, field, z)``: a :func:`_field` of 3 units and ``n`` points ``z`` of shape ``(n, dim)``,
+    both drawn from ``gen``, the generator of ``seed`` (which the check may draw more from)."""
+    gen = generator(seed)
+    field = _field(dim, 3, dtype, gen, linear=linear)
+    return gen, field, randn((n, dim), dtype, gen)
+
+
 def _jacobian(field, t, z):
     """``(batch, D, D)``: ``J[b, j, i] = d f_j / d z_i`` of a :func:`_field`."""
     if isinstance(field, _continuous.LinearField):
@@ -113,10 +121,8 @@ def check_hutchinson_trace(fn, level: str = "visible") -> None:
         cases += [(3, 5, T.float64, True), (5, 1, T.float64, True), (1, 4, T.float64, True),
                   (4, 6, T.float32, False)]
     for k, (dim, n, dtype, nonlinear) in enumerate(cases):
-        gen = generator(800 + k)
-        field = _field(dim, 3, dtype, gen, linear=not nonlinear)
+        gen, field, z = _field_and_points(800 + k, dim, n, dtype, linear=not nonlinear)
         t = T.tensor(0.3, dtype=dtype)
-        z = randn((n, dim), dtype, gen)
         v = randn((n, dim), dtype, gen)
         if hidden and k % 2 == 0:
             v = _L.sign(v)
@@ -221,9 +227,7 @@ def check_augmented_dynamics(fn, level: str = "visible") -> None:
     if hidden:
         cases += [(3, 4, T.float64, 0.8), (1, 5, T.float64, 0.0), (2, 1, T.float64, 0.6)]
     for k, (dim, n, dtype, t) in enumerate(cases):
-        gen = generator(840 + k)
-        field = _field(dim, 3, dtype, gen)
-        z = randn((n, dim), dtype, gen)
+        gen, field, z = _field_and_points(840 + k, dim, n, dtype)
         logp = randn((n,), dtype, gen)
         tt = T.tensor(t, dtype=dtype)
         what = f"augmented_dynamics(field, t={t}, (z, log_p)) (D = {dim}, batch {n}, {dtype})"
@@ -290,9 +294,7 @@ def check_push_forward(fn, level: str = "visible") -> None:
     if hidden:
         cases += [(2, 5, T.float64, 0.5), (3, 1, T.float64, 1.5), (2, 8, T.float32, 2.0)]
     for k, (dim, n, dtype, t1) in enumerate(cases):
-        gen = generator(860 + k)
-        field = _field(dim, 3, dtype, gen)
-        z = randn((n, dim), dtype, gen)
+        _, field, z = _field_and_points(860 + k, dim, n, dtype)
         what = f"push_forward(field, z, t1={t1}) (D = {dim}, batch {n}, {dtype})"
         with T.no_grad():
             ref_field = T.module_to(_deepcopy(field), T.float64)

@@ -12,11 +12,9 @@ samples into an exact Markov chain and measure what that chain costs:
 * :func:`check_chi2_jackknife`: :math:`\chi_2` with its binned-jackknife error;
 * :func:`check_cost_per_independent_sample`: seconds :math:`\times\,2\tau_{\rm int}/N`.
 
-The machinery is :mod:`lftutor.graders.core`'s: :class:`GradingError`, the captured torch
-functions, the tamper check and kernel audit (``begin``), and the profiler tripwire that refuses
-calls into lftutor's own answers (the table ``_FORBID`` below says which, per exercise). Like every
-grader module, it is read-only once imported, and the notebook imports it in its locked setup
-cell, before any answer cell runs.
+The machinery (captured functions, tamper check, kernel audit, tripwire, read-only module) is
+:mod:`lftutor.graders.core`'s; the table ``_FORBID`` below says which of lftutor's answers each
+exercise's code may not call.
 """
 
 from __future__ import annotations

@@ -10,11 +10,9 @@ unit are checked against exact answers kept inside this module:
   arXiv:1410.8516), its inverse and its log-det 0, given the same ``W``;
 * :func:`check_shift_deviation`: :math:`\max|f(T z) - T f(z)|` for a lattice shift :math:`T`.
 
-The machinery is :mod:`lftutor.graders.core`'s: :class:`GradingError`, the captured torch
-functions, the tamper check and kernel audit (``begin``), and the profiler tripwire that refuses
-calls into lftutor's own answers (the table ``_FORBID`` below says which, per exercise). Like every
-grader module, it is read-only once imported, and the notebook imports it in its locked setup
-cell, before any answer cell runs.
+The machinery (captured functions, tamper check, kernel audit, tripwire, read-only module) is
+:mod:`lftutor.graders.core`'s; the table ``_FORBID`` below says which of lftutor's answers each
+exercise's code may not call.
 """
 
 from __future__ import annotations
@@ -265,89 +263,114 @@ def check_linear_coupling(layer_cls, level: str = "visible") -> None:
     for seed, (label, mask, dtype, n) in enumerate(cases):
         gen = generator(610 + seed)
         L = mask.shape[0]
-        n_a = int(T.item(T.tsum(mask)))
-        layer = _call("linear_coupling", f"LinearCoupling({label})", layer_cls, T.clone(mask))
-        weight = getattr(layer, "weight", None)
-        if not isinstance(weight, _L.Parameter):
-            raise GradingError("LinearCoupling has no parameter self.weight; keep the __init__ as "
-                               "given (torch.nn.Parameter of shape (n_B, n_A)).")
-        if tuple(weight.shape) != (L * L - n_a, n_a):
-            raise GradingError(f"layer.weight has shape {tuple(weight.shape)}, expected "
-                               f"({L * L - n_a}, {n_a}) = (updated sites, frozen sites).")
-        for name in ("forward", "reverse"):
-            if not callable(getattr(layer, name, None)):
-                raise GradingError(f"LinearCoupling has no method {name}; define it inside the class.")
-        T.module_to(layer, dtype)
-        weight = layer.weight
-        W = randn(tuple(weight.shape), dtype, gen) * 0.5
+        layer = _linear_coupling(layer_cls, label, mask, dtype)
+        W = randn(tuple(layer.weight.shape), dtype, gen) * 0.5
         with T.no_grad():
-            T.copy_(weight, W)
+            T.copy_(layer.weight, W)
         z = randn((n, L, L), dtype, gen)
         where = f"{label}, batch {n}, {dtype}"
-        A, A_inv = _coupling_matrix(mask, W, 1.0), _coupling_matrix(mask, W, -1.0)
-
-        with T.no_grad():
-            out = _call("linear_coupling", "LinearCoupling.forward", layer.forward, T.clone(z))
-        phi, ld = _pair(out, f"forward(z) ({where})", z, dtype)
-        frozen = T.reshape(mask, (1, L, L))
-        if not close(phi * frozen, z * frozen, dtype):
-            raise GradingError(f"forward(z) ({where}) changed frozen sites (mask 1); they pass "
-                               "through unchanged: phi_A = z_A.")
-        expected = _apply(A, z)
-        if not close(phi, expected, dtype):
-            variants = [
-                (_apply(_coupling_matrix(mask, _L.transpose(W, 0, 1), 1.0), z),
-                 "you multiplied by the transpose of W: phi_B[i] = z_B[i] + sum_j W[i, j] z_A[j], "
-                 "i.e. z_A @ W.T in batch form."),
-                (_apply(A_inv, z), "the shift has the wrong sign: forward adds W z_A, reverse "
-                                   "subtracts it."),
-                (_apply(A, z) - z * (1 - frozen), "phi_B must be z_B + W z_A: you dropped z_B."),
-            ]
-            hint = next((m for v, m in variants if close(phi, v, dtype)), "")
-            raise GradingError(f"forward(z) ({where}) is not z_B + W z_A on the updated sites (max "
-                               f"difference {max_abs_diff(phi, expected):.3g}). {hint}".rstrip())
-        if max_abs(ld) != 0.0:
-            raise GradingError(f"the log_det of forward(z) ({where}) is not 0: a shift-only coupling "
-                               "has a unit triangular Jacobian, det = 1, log det = 0 for every "
-                               "configuration.")
-
-        with T.no_grad():
-            out = _call("linear_coupling", "LinearCoupling.reverse", layer.reverse,
-                        T.to(expected, dtype))
-        z_back, ld_back = _pair(out, f"reverse(phi) ({where})", z, dtype)
-        if not close(z_back, z, dtype):
-            hint = ""
-            if close(z_back, _apply(A, expected), dtype):
-                hint = "reverse adds W phi_A like forward does; it must subtract it: z_B = phi_B - W phi_A."
-            elif close(z_back, _apply(A_inv, expected) - expected * (1 - frozen), dtype):
-                hint = "z_B = phi_B - W phi_A: you dropped phi_B."
-            raise GradingError(f"reverse(forward(z)) ({where}) does not give z back (max difference "
-                               f"{max_abs_diff(z_back, z):.3g}). {hint}".rstrip())
-        if max_abs(ld_back) != 0.0:
-            raise GradingError(f"the log_det of reverse(phi) ({where}) is not 0 (the inverse of a "
-                               "volume-preserving map preserves volume too).")
-
-        # Gradients must reach the weight: d/dW sum(c * phi) = c_B^T z_A summed over the batch.
-        c = randn((n, L, L), dtype, gen)
-        with T.enable_grad():
-            out = _call("linear_coupling", "LinearCoupling.forward", layer.forward, T.clone(z))
-            phi = out[0]
-            if not getattr(phi, "requires_grad", False):
-                raise GradingError(f"forward(z) ({where}) is not differentiable with respect to "
-                                   "layer.weight (no grad_fn): compute with torch operations on "
-                                   "self.weight, without .detach(), .data or torch.no_grad().")
-            (grad,) = T.grad(T.tsum(phi * c), (weight,), allow_unused=True)
-        flat_m = T.flatten(mask)
-        idx_a = T.flatten(_L.nonzero(flat_m == 1))
-        idx_b = T.flatten(_L.nonzero(flat_m == 0))
-        c_b = T.flatten(f64(c), 1)[:, idx_b]
-        z_a = T.flatten(f64(z), 1)[:, idx_a]
-        grad_expected = _L.matmul(_L.transpose(c_b, 0, 1), z_a)
-        if grad is None or not close(grad, grad_expected, dtype):
-            raise GradingError(f"the gradient of forward(z) ({where}) with respect to layer.weight is "
-                               "wrong or missing: training could not learn W. Use self.weight in "
-                               "forward as it is (no copies, .detach() or .data).")
+        phi = _check_coupling_forward(layer, mask, W, z, where, dtype)
+        _check_coupling_reverse(layer, mask, W, z, phi, where, dtype)
+        _check_weight_gradient(layer, mask, z, randn((n, L, L), dtype, gen), where, dtype)
     ok("LinearCoupling is the additive coupling z_B + W z_A, inverted by reverse, log-det 0", hidden)
+
+
+def _linear_coupling(layer_cls, label: str, mask, dtype):
+    """``layer_cls(mask)`` in ``dtype``, once its ``weight`` is checked: a ``torch.nn.Parameter`` of
+    shape ``(n_B, n_A)`` (updated sites, frozen sites), and its ``forward`` and ``reverse`` exist."""
+    L = mask.shape[0]
+    n_a = int(T.item(T.tsum(mask)))
+    layer = _call("linear_coupling", f"LinearCoupling({label})", layer_cls, T.clone(mask))
+    weight = getattr(layer, "weight", None)
+    if not isinstance(weight, _L.Parameter):
+        raise GradingError("LinearCoupling has no parameter self.weight; keep the __init__ as "
+                           "given (torch.nn.Parameter of shape (n_B, n_A)).")
+    if tuple(weight.shape) != (L * L - n_a, n_a):
+        raise GradingError(f"layer.weight has shape {tuple(weight.shape)}, expected "
+                           f"({L * L - n_a}, {n_a}) = (updated sites, frozen sites).")
+    for name in ("forward", "reverse"):
+        if not callable(getattr(layer, name, None)):
+            raise GradingError(f"LinearCoupling has no method {name}; define it inside the class.")
+    T.module_to(layer, dtype)
+    return layer
+
+
+def _check_coupling_forward(layer, mask, W, z, where: str, dtype):
+    """``forward(z)`` keeps the frozen sites, adds ``W z_A`` to the updated ones (the matrix
+    :math:`I + P_B^T W P_A`) and returns log-det 0; returns the right ``phi`` (float64)."""
+    L = mask.shape[0]
+    A, A_inv = _coupling_matrix(mask, W, 1.0), _coupling_matrix(mask, W, -1.0)
+    with T.no_grad():
+        out = _call("linear_coupling", "LinearCoupling.forward", layer.forward, T.clone(z))
+    phi, ld = _pair(out, f"forward(z) ({where})", z, dtype)
+    frozen = T.reshape(mask, (1, L, L))
+    if not close(phi * frozen, z * frozen, dtype):
+        raise GradingError(f"forward(z) ({where}) changed frozen sites (mask 1); they pass "
+                           "through unchanged: phi_A = z_A.")
+    expected = _apply(A, z)
+    if not close(phi, expected, dtype):
+        variants = [
+            (_apply(_coupling_matrix(mask, _L.transpose(W, 0, 1), 1.0), z),
+             "you multiplied by the transpose of W: phi_B[i] = z_B[i] + sum_j W[i, j] z_A[j], "
+             "i.e. z_A @ W.T in batch form."),
+            (_apply(A_inv, z), "the shift has the wrong sign: forward adds W z_A, reverse "
+                               "subtracts it."),
+            (_apply(A, z) - z * (1 - frozen), "phi_B must be z_B + W z_A: you dropped z_B."),
+        ]
+        hint = next((m for v, m in variants if close(phi, v, dtype)), "")
+        raise GradingError(f"forward(z) ({where}) is not z_B + W z_A on the updated sites (max "
+                           f"difference {max_abs_diff(phi, expected):.3g}). {hint}".rstrip())
+    if max_abs(ld) != 0.0:
+        raise GradingError(f"the log_det of forward(z) ({where}) is not 0: a shift-only coupling "
+                           "has a unit triangular Jacobian, det = 1, log det = 0 for every "
+                           "configuration.")
+    return expected
+
+
+def _check_coupling_reverse(layer, mask, W, z, phi, where: str, dtype) -> None:
+    """``reverse(phi)`` of the right ``phi = forward(z)`` gives ``z`` back (it subtracts
+    ``W phi_A``), with log-det 0."""
+    L = mask.shape[0]
+    A, A_inv = _coupling_matrix(mask, W, 1.0), _coupling_matrix(mask, W, -1.0)
+    frozen = T.reshape(mask, (1, L, L))
+    with T.no_grad():
+        out = _call("linear_coupling", "LinearCoupling.reverse", layer.reverse, T.to(phi, dtype))
+    z_back, ld_back = _pair(out, f"reverse(phi) ({where})", z, dtype)
+    if not close(z_back, z, dtype):
+        hint = ""
+        if close(z_back, _apply(A, phi), dtype):
+            hint = "reverse adds W phi_A like forward does; it must subtract it: z_B = phi_B - W phi_A."
+        elif close(z_back, _apply(A_inv, phi) - phi * (1 - frozen), dtype):
+            hint = "z_B = phi_B - W phi_A: you dropped phi_B."
+        raise GradingError(f"reverse(forward(z)) ({where}) does not give z back (max difference "
+                           f"{max_abs_diff(z_back, z):.3g}). {hint}".rstrip())
+    if max_abs(ld_back) != 0.0:
+        raise GradingError(f"the log_det of reverse(phi) ({where}) is not 0 (the inverse of a "
+                           "volume-preserving map preserves volume too).")
+
+
+def _check_weight_gradient(layer, mask, z, c, where: str, dtype) -> None:
+    r"""Gradients reach ``layer.weight`` (training could not learn ``W`` otherwise):
+    :math:`\partial_W \sum c\,\phi = c_B^T z_A`, summed over the batch."""
+    weight = layer.weight
+    with T.enable_grad():
+        out = _call("linear_coupling", "LinearCoupling.forward", layer.forward, T.clone(z))
+        phi = out[0]
+        if not getattr(phi, "requires_grad", False):
+            raise GradingError(f"forward(z) ({where}) is not differentiable with respect to "
+                               "layer.weight (no grad_fn): compute with torch operations on "
+                               "self.weight, without .detach(), .data or torch.no_grad().")
+        (grad,) = T.grad(T.tsum(phi * c), (weight,), allow_unused=True)
+    flat_m = T.flatten(mask)
+    idx_a = T.flatten(_L.nonzero(flat_m == 1))
+    idx_b = T.flatten(_L.nonzero(flat_m == 0))
+    c_b = T.flatten(f64(c), 1)[:, idx_b]
+    z_a = T.flatten(f64(z), 1)[:, idx_a]
+    grad_expected = _L.matmul(_L.transpose(c_b, 0, 1), z_a)
+    if grad is None or not close(grad, grad_expected, dtype):
+        raise GradingError(f"the gradient of forward(z) ({where}) with respect to layer.weight is "
+                           "wrong or missing: training could not learn W. Use self.weight in "
+                           "forward as it is (no copies, .detach() or .data).")
 
 
 # --------------------------------------------------------------------------------------------

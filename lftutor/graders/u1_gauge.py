@@ -78,6 +78,17 @@ def _dtypes(hidden):
     return [T.float64] + ([T.float32] if hidden else [])
 
 
+def _compare(out, expected, variants, what: str, dtype, lesson: str) -> None:
+    """``out`` (a checked tensor) is ``expected``; else the lesson of the first typical mistake
+    (``variants``: ``(value, message)`` pairs) that it matches, else its largest error and ``lesson``."""
+    if close(out, expected, dtype):
+        return
+    for wrong, message in variants:
+        if close(out, wrong, dtype):
+            raise GradingError(f"{what} is wrong: {message}")
+    raise GradingError(f"{what} is wrong (largest error {max_abs_diff(out, expected):.3g}); {lesson}")
+
+
 # --------------------------------------------------------------------------------------------
 def check_plaquette_angles(fn, level: str = "visible") -> None:
     r"""Check ``plaquette_angles(theta)``: ``(batch, 2, L0, L1) -> (batch, L0, L1)``, not wrapped.
@@ -106,14 +117,9 @@ def check_plaquette_angles(fn, level: str = "visible") -> None:
             out = tensor_result(_call("u1", what, fn, T.clone(theta)), what, shape=(3, *shape), dtype=dtype,
                                 shape_hint="One angle per plaquette: (batch, L0, L1).",
                                 expected=expected, variants=variants)
-            if close(out, expected, dtype):
-                continue
-            for wrong, message in variants:
-                if close(out, wrong, dtype):
-                    raise GradingError(f"{what} is wrong: {message}")
-            raise GradingError(f"{what} is wrong (largest error {max_abs_diff(out, expected):.3g}); "
-                               "theta_P(x) = theta_0(x) + theta_1(x + 0hat) - theta_0(x + 1hat) - "
-                               "theta_1(x), with periodic boundaries (torch.roll).")
+            _compare(out, expected, variants, what, dtype,
+                     "theta_P(x) = theta_0(x) + theta_1(x + 0hat) - theta_0(x + 1hat) - theta_1(x), "
+                     "with periodic boundaries (torch.roll).")
     ok("plaquette_angles: orientation and periodic boundaries are right", hidden)
 
 
@@ -146,13 +152,8 @@ def check_gauge_transform(fn, level: str = "visible") -> None:
             ]
             out = tensor_result(_call("u1", what, fn, T.clone(theta), T.clone(alpha)), what,
                                 shape=tuple(theta.shape), dtype=dtype, expected=expected, variants=variants)
-            if close(out, expected, dtype):
-                continue
-            for wrong, message in variants:
-                if close(out, wrong, dtype):
-                    raise GradingError(f"{what} is wrong: {message}")
-            raise GradingError(f"{what} is wrong (largest error {max_abs_diff(out, expected):.3g}); "
-                               "expected theta_mu(x) + alpha(x) - alpha(x + mu-hat), periodic.")
+            _compare(out, expected, variants, what, dtype,
+                     "expected theta_mu(x) + alpha(x) - alpha(x + mu-hat), periodic.")
     ok("gauge_transform moves the links and leaves every plaquette alone", hidden)
 
 
