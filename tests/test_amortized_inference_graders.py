@@ -171,6 +171,17 @@ def test_the_package_flow_is_refused_but_its_layers_are_not():
 
     with pytest.raises(GradingError, match="calls ConditionalFlow"):
         grading.check_flow_log_density(with_package_flow, "visible")
+
+    def with_plain_flow(z0, log_q0, layers, context):  # the one container takes a context too
+        from lftutor.bijections.flow import Flow
+        from lftutor.lattice.priors import SimpleNormal
+
+        prior = SimpleNormal(torch.zeros(z0.shape[1]), torch.ones(z0.shape[1]))
+        z, log_det = Flow(prior, layers)(z0, context)
+        return z, log_q0 - log_det
+
+    with pytest.raises(GradingError, match="calls Flow"):
+        grading.check_flow_log_density(with_plain_flow, "visible")
     grading.check_flow_log_density(flow_log_density, "hidden")  # the layers' own calls pass
 
 

@@ -27,6 +27,7 @@ import torch.nn.functional as _F
 import lftutor.amortized.bounds as _bounds
 import lftutor.amortized.vae as _vae
 import lftutor.bijections.conditional as _layers
+import lftutor.bijections.flow as _flow
 from lftutor.graders.core import (
     LOG_2PI,
     GradingError,
@@ -60,7 +61,9 @@ _L = types.SimpleNamespace(bce=_F.binary_cross_entropy_with_logits, sigmoid=_tor
 _FORBID = {
     "elbo": (function_codes(_bounds.elbo, _vae.bernoulli_log_likelihood, _layers.standard_normal_log_prob)
              | method_codes(_vae.VAE), set()),
-    "flow": (method_codes(_layers.ConditionalFlow, _vae.VAE), set()),
+    # Flow too: since the one container takes a context, Flow(prior, layers)(z0, context)
+    # would compute the answer
+    "flow": (method_codes(_layers.ConditionalFlow, _flow.Flow, _vae.VAE), set()),
     "iwae": (function_codes(_bounds.log_mean_exp, _bounds.iwae_log_likelihood), set()),
 }
 _call = caller(_FORBID)
