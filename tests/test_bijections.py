@@ -70,8 +70,10 @@ from lftutor.bijections.polynomial import SumOfSquaresPolynomial
 from lftutor.bijections.preconditioners import FourierScale
 from lftutor.bijections.radial import Radial
 from lftutor.bijections.splines import (
+    EVEN_COLOUR_OFFSETS,
     SplineCoupling,
     ZeroModeSpline,
+    make_even_colour_masks,
     make_phi4_spline_layers,
     make_sublattice_masks,
 )
@@ -131,6 +133,13 @@ def _spline_stack(shape, n_even_layers=2, **kwargs):
               *make_phi4_spline_layers(lattice_shape=shape, n_even_layers=n_even_layers,
                                        hidden_sizes=[6], n_bins=4, **kwargs)]
     return Flow(prior, layers)
+
+
+def _colour_spline(shape):
+    """One even colour given the three others, at extents where the colouring has seams."""
+    colours = make_even_colour_masks(shape)
+    return SplineCoupling(colours[0], sum(colours[1:]), kernel_size=5, hidden_sizes=[6], n_bins=4,
+                          bound=4.0, offsets=EVEN_COLOUR_OFFSETS)
 
 
 def _odd_spline_stack(shape):
@@ -242,6 +251,11 @@ LATTICE = {
     "zero_mode_spline": Case(lambda: ZeroModeSpline((4, 4), n_bins=4), (4, 4)),
     "phi4_spline_flow": Case(lambda: _spline_stack((4, 4)), (4, 4)),
     "phi4_spline_flow_four_colours": Case(lambda: _spline_stack((4, 8), 4, even_colours=4), (4, 8)),
+    # L = 6: the four colours leave seams where some features are zeroed (explicit offsets); the
+    # log-det-against-autograd test fails if an updated site sees another updated site
+    "phi4_spline_flow_four_colours_seams": Case(lambda: _spline_stack((6, 6), 4, even_colours=4),
+                                                (6, 6)),
+    "spline_colour_with_seams": Case(lambda: _colour_spline((6, 10)), (6, 10)),
     # odd (Z2-equivariant) splines; tests/test_odd_splines.py checks f(-z) = -f(z) on these
     "odd_spline_odd_given_even_2d": Case(lambda: _spline((4, 4), "odd", "even", coupling=OddSplineCoupling),
                                          (4, 4)),
@@ -572,6 +586,10 @@ CONSTRUCTOR_ERRORS = [
     (lambda: SplineCoupling(torch.tensor([1., 0, 0, 0]), torch.tensor([0., 1, 0, 0]), kernel_size=2),
      "odd positive kernel_size"),
     (lambda: SplineCoupling(torch.tensor([1., 0, 0, 0]), torch.tensor([0., 1, 0, 0]), bound=0.0), "bound"),
+    (lambda: SplineCoupling(torch.tensor([1., 0, 0, 0]), torch.tensor([0., 1, 0, 0]), offsets=[(2,)]),
+     "within the window"),
+    (lambda: SplineCoupling(torch.eye(4)[0].reshape(2, 2), torch.eye(4)[1].reshape(2, 2), offsets=[(1,)]),
+     "2 integers"),
     (lambda: ZeroModeSpline((4,), n_bins=0), "n_bins"),
     (lambda: OddZeroModeSpline((4,), bound=-1.0), "bound"),
     (lambda: OddSplineCoupling(torch.zeros(4), torch.ones(4)), "at least one site"),

@@ -108,11 +108,22 @@ def test_odd_spline_recipe_builds_an_even_flow_without_the_mixture():
         Recipe("x", coupling="odd-spline", n_layers=2)
 
 
-def test_four_colour_recipe_falls_back_to_the_halves_where_the_lattice_has_no_four_colours():
-    """L = 6 has no four-colouring of period 4: the fast recipe still builds (with the halves)."""
-    flow = FAST.build_flow((6, 6))
-    shapes = [tuple(layer.neighbour_index.shape) for layer in flow.flow.layers[1:]]
-    assert shapes == [(9, 4)] * (FAST.n_layers - 1) + [(18, 4)]
+def test_four_colour_recipe_builds_the_same_layers_at_every_even_L():
+    """L = 6, 10, 14 have no four-colouring of period 4: the colours have seams (zeroed features),
+    but the layers and their parameters are those of L = 8, so weights transfer between them."""
+    from lftutor.training.transfer import load_transferred
+
+    reference = FAST.build_flow((8, 8))
+    shapes = {n: p.shape for n, p in reference.named_parameters()}
+    for L in (6, 10, 14):
+        flow = FAST.build_flow((L, L))
+        assert {n: p.shape for n, p in flow.named_parameters()} == shapes, L
+        assert [layer.neighbour_index.shape[1] for layer in flow.flow.layers[1:]] == [8] * 4 + [4]
+        load_transferred(flow, reference.state_dict())
+        z = torch.randn(3, L, L)
+        phi, _ = flow.flow.forward(z)
+        torch.testing.assert_close(flow.flow.reverse(phi)[0], z, rtol=0, atol=1e-4)
+    # 1-D or odd extents: no four colours, the two halves
     assert [tuple(layer.neighbour_index.shape) for layer in FAST.build_flow((4, 4)).flow.layers[1:-1]] \
         == [(2, 8)] * (FAST.n_layers - 1)
 
@@ -132,4 +143,5 @@ def test_the_four_colour_couplings_use_a_5x5_window_and_the_odd_one_kernel_size(
     assert [getattr(layer, "kernel_size", None) for layer in layers] == [None, 5, 5, 5, 5, 3]
     assert FAST.architecture((8, 8)) == ("6 layers: a zero-mode spline, 4 spline couplings with kernel 5, "
                                          "1 spline coupling with kernel 3")
-    assert FAST.architecture((6, 6)).endswith("5 spline couplings with kernel 3")  # no four colours on 6x6
+    assert FAST.architecture((6, 6)) == FAST.architecture((8, 8))  # four colours with seams on 6x6
+    assert FAST.architecture((4,)).endswith("5 spline couplings with kernel 3")  # 1-D: the halves

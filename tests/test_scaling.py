@@ -141,6 +141,10 @@ def test_mcmc_phi4_reports_the_pole_mass_and_both_autocorrelation_times(capsys):
     # E1's couplings were chosen for m_p L = 4 (arXiv:1904.12072)
     assert abs(out["m_p_L"] - 4.0) < 5 * 6 * out["m_p_err"], out
     assert out["m_p_window"] == [1, 2]
+    # the chain's cost by both clocks; CPU time counts every thread, so it is not below zero and
+    # not above threads x wall (a little slack for the clocks' resolution)
+    assert out["sample_seconds"] > 0 and out["sample_cpu_seconds"] > 0
+    assert out["sample_cpu_seconds"] <= torch.get_num_threads() * out["sample_seconds"] + 0.5
 
 
 def test_train_phi4_starts_a_larger_lattice_from_smaller_weights(tmp_path, capsys):
@@ -165,10 +169,10 @@ def test_scale_phi4_puts_hmc_and_the_flow_side_by_side_per_ensemble(tmp_path, ca
                     "--transfer", "--out", str(tmp_path)], capsys)
     assert [r["ensemble"] for r in out["rows"]] == ["E1", "E2"] and out["transfer"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["E1.pt", "E2.pt"]
-    # the fast recipe colours the even sites in four colours at L = 8 but not at L = 6: no
-    # transfer, said in the row, and E2 is trained from scratch
+    # the fast recipe builds the same layers at L = 6 and 8 (four colours, with seams at 6): E2
+    # starts from E1's weights
     e2 = out["rows"][1]
-    assert e2["init_from"] is None and "cannot transfer" in e2["transfer_note"]
+    assert e2["init_from"] == str(tmp_path / "E1.pt") and e2["transfer_note"] is None
     for row in out["rows"]:
         assert row["hmc_tau_int"] >= 0.5 and 0 < row["flow_acceptance"] <= 1
         assert row["hmc_seconds_per_independent"] > 0 and row["flow_seconds_per_independent"] > 0
@@ -178,3 +182,21 @@ def test_scale_phi4_puts_hmc_and_the_flow_side_by_side_per_ensemble(tmp_path, ca
 
     text = _format_row(out["rows"][0], header=True)
     assert text.splitlines()[0].split()[:3] == ["ens", "L", "mpL"] and " E1 " in text
+
+
+def test_scale_phi4_trains_from_scratch_and_says_why_when_weights_do_not_transfer(
+        tmp_path, capsys, monkeypatch):
+    import lftutor.training.transfer as transfer
+
+    def refuse(flow, weights):
+        raise ValueError("cannot transfer parameter 'x': shape (1,) in the weights, (2,) in the flow")
+
+    monkeypatch.setattr(transfer, "load_transferred", refuse)  # train imports it when it runs
+    out = _run_cli(["scale", "phi4", "--ensembles", "E1", "E1", "--train-budget", "1",
+                    "--hmc-samples", "300", "--hmc-chains", "2", "--flow-samples", "300",
+                    "--eval-samples", "64", "--transfer", "--out", str(tmp_path)], capsys)
+    first, second = out["rows"]
+    assert first["init_from"] is None and first["transfer_note"] is None
+    assert second["init_from"] is None
+    assert second["transfer_note"].startswith("trained from scratch: ")
+    assert "cannot transfer parameter 'x'" in second["transfer_note"]

@@ -141,8 +141,26 @@ def test_even_colours_partition_the_even_sites_and_no_colour_interacts_with_itse
         assert int(c.sum()) == 8 * 12 // 8
         for shift in [(1, 1), (1, -1), (2, 0), (0, 2)]:
             assert not (c * torch.roll(c, shift, (0, 1))).any(), shift
-    with pytest.raises(ValueError, match="divisible by 4"):
-        make_even_colour_masks((6, 8))
+    with pytest.raises(ValueError, match="even extents"):
+        make_even_colour_masks((5, 8))
+
+
+def test_four_colours_at_extents_not_divisible_by_4_leave_few_interacting_pairs():
+    """At L = 10 the colours still partition the even sites; 20 of the 200 interacting pairs
+    (diagonal and two-step neighbours) share a colour, all on the seams at the boundary."""
+    from lftutor.bijections.splines import make_even_colour_masks
+
+    colours = make_even_colour_masks((10, 10))
+    masks = make_sublattice_masks((10, 10))
+    torch.testing.assert_close(sum(colours), masks["a"] + masks["b"])
+    same = sum(int((c * torch.roll(c, shift, (0, 1))).sum()) for c in colours
+               for shift in [(1, 1), (1, -1), (2, 0), (0, 2)])
+    assert same == 20
+    interior = torch.zeros(10, 10)
+    interior[2:8, 2:8] = 1  # far from the seams every pair is of two colours
+    for c in colours:
+        for shift in [(1, 1), (1, -1), (2, 0), (0, 2)]:
+            assert not (c * torch.roll(c, shift, (0, 1)) * interior).any(), shift
 
 
 def test_four_colour_layers_see_the_eight_interacting_even_sites():

@@ -29,7 +29,8 @@ from torch import nn
 from lftutor._checks import check_lattice_shape, check_positive_int
 from lftutor.bijections.base import Bijection
 
-__all__ = ["DEFAULT_MIN_BIN", "DEFAULT_MIN_DERIVATIVE", "SplineCoupling", "ZeroModeSpline",
+__all__ = ["DEFAULT_MIN_BIN", "DEFAULT_MIN_DERIVATIVE", "EVEN_COLOUR_OFFSETS", "SplineCoupling",
+           "ZeroModeSpline",
            "make_even_colour_masks", "make_phi4_spline_layers", "make_sublattice_masks",
            "rational_quadratic_spline", "spline_bins"]
 
@@ -198,6 +199,14 @@ class SplineCoupling(Bijection):
     Args:
         update_mask, condition_mask: disjoint 0/1 tensors of shape ``L``.
         kernel_size: odd window width of the conditioner.
+        offsets: ``None`` (default): the features are the window's offsets that land on a
+            conditioning site around *every* updated site (masks of one period, e.g. checkerboards;
+            an offset that does so around some sites only is an error). Or the offsets to use, as
+            ``d``-tuples inside the window: around an updated site where one of them lands on a
+            site that is not conditioning, that feature is 0 (so the update never sees another
+            updated site, and the map stays a bijection with the log-det above). The
+            four-colour masks need this at extents not divisible by 4
+            (:func:`make_even_colour_masks`).
         hidden_sizes: widths of the MLP's hidden layers.
         n_bins: ``K``, spline bins (the MLP outputs ``3K - 1`` numbers per site).
         bound: ``B``; keep it several prior standard deviations wide (the tails are identity).
@@ -219,7 +228,7 @@ class SplineCoupling(Bijection):
 
     def __init__(self, update_mask: torch.Tensor, condition_mask: torch.Tensor, *,
                  kernel_size: int = 3, hidden_sizes: Sequence[int] = (32, 32), n_bins: int = 8,
-                 bound: float = 5.0):
+                 bound: float = 5.0, offsets: Sequence[Sequence[int]] | None = None):
         super().__init__()
         update_mask, condition_mask = torch.as_tensor(update_mask), torch.as_tensor(condition_mask)
         if update_mask.shape != condition_mask.shape:
@@ -244,9 +253,13 @@ class SplineCoupling(Bijection):
             raise ValueError(f"expected a positive bound, got {bound!r}")
         self.n_bins, self.bound, self.kernel_size = n_bins, float(bound), kernel_size
         self.lattice_shape = self.event_shape = tuple(update_mask.shape)
-        neighbours = _window_indices(update_mask.bool(), condition_mask.bool(), kernel_size)
+        neighbours, present = _window_indices(update_mask.bool(), condition_mask.bool(), kernel_size,
+                                              offsets)
         self.register_buffer("update_index", torch.nonzero(update_mask.flatten()).squeeze(1))
         self.register_buffer("neighbour_index", neighbours)  # (n_update, n_features)
+        # 0 where a feature's site is not conditioning (only with explicit offsets); geometry, so
+        # not saved: weights load into the same layer built for another lattice size
+        self.register_buffer("neighbour_present", present, persistent=False)
         sizes = [max(neighbours.shape[1], 1), *hidden_sizes]
         net: list[nn.Module] = []
         for i in range(len(hidden_sizes)):
@@ -266,6 +279,8 @@ class SplineCoupling(Bijection):
         if n_features:
             features = flat.index_select(1, self.neighbour_index.flatten())
             features = features.view(x.shape[0], n_update, n_features)
+            if self.neighbour_present is not None:
+                features = features * self.neighbour_present
         else:  # nothing to condition on: one learned spline for every updated site
             features = flat.new_zeros(x.shape[0], n_update, 1)
         params = self.spline_parameters(features)
@@ -284,32 +299,53 @@ class SplineCoupling(Bijection):
         return self._transform(phi, inverse=True)
 
 
-def _window_indices(update: torch.Tensor, condition: torch.Tensor, kernel_size: int
-                    ) -> torch.Tensor:
-    """Flat indices of the conditioning sites around each updated site, ``(n_update, n_feat)``.
+def _window_indices(update: torch.Tensor, condition: torch.Tensor, kernel_size: int,
+                    offsets: Sequence[Sequence[int]] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The conditioning sites around each updated site: flat indices ``(n_update, n_feat)``, and
+    ``None`` or (with explicit ``offsets``) a 0/1 tensor of the same shape, 1 where the site is
+    conditioning.
 
-    Window offsets are kept when they land on a conditioning site for every updated site
-    (true for the sublattice masks used here); offsets that never do are dropped. Offsets that
-    do for some sites only are refused: the features would not mean the same thing everywhere.
+    Without ``offsets``, window offsets are kept when they land on a conditioning site for every
+    updated site (true for the sublattice masks used here); offsets that never do are dropped.
+    Offsets that do for some sites only are refused: the features would not mean the same thing
+    everywhere. Either way the features come in the window's order (row-major over offsets).
     """
     shape = tuple(update.shape)
     r = kernel_size // 2
     sites = torch.nonzero(update)  # (n_update, d)
     dims = torch.tensor(shape)
-    kept = []
-    for offset in torch.cartesian_prod(*[torch.arange(-r, r + 1)] * len(shape)).reshape(-1, len(shape)):
+    strides = torch.tensor([int(torch.tensor(shape[i + 1:]).prod()) for i in range(len(shape))])
+    window = torch.cartesian_prod(*[torch.arange(-r, r + 1)] * len(shape)).reshape(-1, len(shape))
+    wanted = None
+    if offsets is not None:
+        wanted = {tuple(int(o) for o in offset) for offset in offsets}
+        outside = sorted(o for o in wanted if len(o) != len(shape) or max(map(abs, o)) > r)
+        if outside:
+            raise ValueError(f"expected offsets of {len(shape)} integers within the window of "
+                             f"kernel_size {kernel_size} (|offset| <= {r}), got {outside}")
+    kept, present = [], []
+    for offset in window:
         target = (sites + offset) % dims
         hits = condition[tuple(target.T)]
-        if bool(hits.all()):
-            kept.append(torch.tensor([int(torch.tensor(shape[i + 1:]).prod()) for i in range(len(shape))])
-                        @ target.T)
+        if wanted is not None:
+            if tuple(offset.tolist()) in wanted:
+                kept.append(strides @ target.T)
+                present.append(hits)
+        elif bool(hits.all()):
+            kept.append(strides @ target.T)
         elif bool(hits.any()):
             raise ValueError(f"expected masks whose conditioning sites sit at the same offsets "
                              f"around every updated site, got offset {offset.tolist()} that is "
-                             f"conditioning for some updated sites only")
+                             f"conditioning for some updated sites only (pass offsets= to "
+                             f"choose the features and zero them where they are not)")
     if not kept:
-        return torch.zeros(sites.shape[0], 0, dtype=torch.long)
-    return torch.stack(kept, dim=1)
+        return torch.zeros(sites.shape[0], 0, dtype=torch.long), None
+    index = torch.stack(kept, dim=1)
+    if wanted is None:
+        return index, None
+    mask = torch.stack(present, dim=1).to(torch.get_default_dtype())
+    return index, (None if bool(mask.all()) else mask)
 
 
 def make_sublattice_masks(lattice_shape: Sequence[int]) -> dict[str, torch.Tensor]:
@@ -332,6 +368,11 @@ def make_sublattice_masks(lattice_shape: Sequence[int]) -> dict[str, torch.Tenso
     return {"a": (even & half).to(dtype), "b": (even & ~half).to(dtype), "odd": (~even).to(dtype)}
 
 
+#: The eight even sites that an even site interacts with once the odd sites are integrated out
+#: (:func:`make_even_colour_masks`): its diagonal neighbours and the even sites two steps away.
+EVEN_COLOUR_OFFSETS = ((-2, 0), (-1, -1), (-1, 1), (0, -2), (0, 2), (1, -1), (1, 1), (2, 0))
+
+
 def make_even_colour_masks(lattice_shape: Sequence[int]) -> list[torch.Tensor]:
     r"""Four colours of the even sites of a 2-D lattice, no two sites of one colour interacting.
 
@@ -343,16 +384,25 @@ def make_even_colour_masks(lattice_shape: Sequence[int]) -> list[torch.Tensor]:
     sites integrated out). A coupling of one colour given the others with a 5x5 window sees
     exactly those eight neighbours.
 
+    The pattern repeats every four sites along each axis, so it closes around the periodic
+    lattice only when both extents are multiples of 4. At other even extents (``L = 6, 10, 14``
+    of the paper's ensembles) the same rule, read in the coordinates ``0 ... L-1``, leaves seams
+    at the boundary where a few same-colour sites interact (20 of the 200 interacting pairs at
+    ``L = 10``). A coupling stays an exact bijection whatever its mask (each updated site sees
+    only conditioning sites), so the seams cost only some expressivity there, and the flow keeps
+    the same layers, windows and weights at every even ``L`` (what transfer between lattice
+    sizes needs).
+
     Returns:
         Four 0/1 tensors of shape ``lattice_shape`` (default dtype), partitioning the even sites.
     """
     shape = check_lattice_shape(lattice_shape)
-    if len(shape) != 2 or any(n % 4 for n in shape):
-        raise ValueError(f"expected a 2-D lattice with extents divisible by 4, got {shape}")
+    if len(shape) != 2 or any(n % 2 for n in shape):
+        raise ValueError(f"expected a 2-D lattice with even extents, got {shape}")
     x0, x1 = torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij")
     even = (x0 + x1) % 2 == 0
     u = ((x0 + x1) // 2) % 2
-    v = (((x0 - x1) % shape[1]) // 2) % 2
+    v = ((x0 - x1) // 2) % 2  # floor division: no seam along the diagonal x0 = x1
     dtype = torch.get_default_dtype()
     return [(even & (2 * u + v == c)).to(dtype) for c in range(4)]
 
@@ -398,11 +448,14 @@ def make_phi4_spline_layers(*, lattice_shape: Sequence[int], n_even_layers: int 
         plan = [(colours[i % 4], even - colours[i % 4]) for i in range(n_even_layers)]
         even_kernel = max(kernel_size, 5)
     kernels = [even_kernel] * n_even_layers + [kernel_size]
+    # the eight interacting even sites, named explicitly so that seams (extents not divisible
+    # by 4) zero a feature instead of changing the features: same weights at every even L
+    offsets = [EVEN_COLOUR_OFFSETS if even_colours == 4 else None] * n_even_layers + [None]
     plan.append((masks["odd"], even))
 
     return nn.ModuleList(SplineCoupling(upd, cond, kernel_size=k, hidden_sizes=hidden_sizes,
-                                        n_bins=n_bins, bound=bound)
-                         for (upd, cond), k in zip(plan, kernels, strict=True))
+                                        n_bins=n_bins, bound=bound, offsets=o)
+                         for (upd, cond), k, o in zip(plan, kernels, offsets, strict=True))
 
 
 class ZeroModeSpline(Bijection):

@@ -86,7 +86,7 @@ def scale_phi4(args) -> dict:
             trained = _run(train)
         flow = _run(["mcmc", "phi4", "--sampler", "flow", "--recipe", args.recipe, "--weights",
                      str(weights), "--samples", str(args.flow_samples), *common])
-        rows.append({**_row(name, hmc, trained, flow), "init_from": trained["init_from"],
+        rows.append({**_row(name, hmc, trained, flow, args.clock), "init_from": trained["init_from"],
                      "transfer_note": note})
         previous = weights
         if not args.json:
@@ -99,10 +99,14 @@ def scale_phi4(args) -> dict:
             "rows": rows if args.json else f"{len(rows)} (--json for every column)"}
 
 
-def _row(name: str, hmc: dict, trained: dict, flow: dict) -> dict:
-    """One ensemble's line: physics from both chains, their autocorrelation and cost."""
+def _row(name: str, hmc: dict, trained: dict, flow: dict, clock: str = "wall") -> dict:
+    """One ensemble's line: physics from both chains, their autocorrelation and cost (seconds of
+    ``clock``: wall time, or this process's CPU time, which other jobs on the machine do not
+    inflate; training is measured by the same clock)."""
+    key = "sample_cpu_seconds" if clock == "cpu" else "sample_seconds"
+
     def cost(chain: dict) -> float:  # seconds per independent sample
-        return chain["sample_seconds"] / chain["samples"] * 2 * chain["tau_int"]
+        return chain[key] / chain["samples"] * 2 * chain["tau_int"]
 
     c_hmc, c_flow = cost(hmc), cost(flow)
     # independent samples after which training has paid for itself (inf: never)

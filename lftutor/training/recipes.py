@@ -74,8 +74,10 @@ class Recipe:
             ``"path"``).
         even_colours: ``"spline"`` only: the even couplings alternate between the two halves of
             the even sublattice (2) or cycle through its four colours (4,
-            :func:`lftutor.bijections.splines.make_even_colour_masks`; only on 2-D lattices with
-            extents divisible by 4, elsewhere the flow falls back to the two halves).
+            :func:`lftutor.bijections.splines.make_even_colour_masks`; on 2-D lattices with even
+            extents, with seams where an extent is not divisible by 4; elsewhere the flow falls
+            back to the two halves). The layers and their weights are the same at every even
+            ``L``, so weights transfer between lattice sizes.
         batch_size, lr: Adam settings per step.
         lr_schedule: learning-rate factor as a function of progress in [0, 1], or ``None``.
         ess_every: how often the training loop computes the batch ESS.
@@ -166,9 +168,9 @@ class Recipe:
         return f"{len(layers)} layers: " + ", ".join(parts)
 
     def _even_colours_for(self, lattice_shape) -> int:
-        """Four colours need a 2-D lattice with extents divisible by 4; elsewhere the two halves."""
+        """Four colours need a 2-D lattice with even extents; elsewhere the two halves."""
         shape = tuple(lattice_shape)
-        if self.even_colours == 4 and (len(shape) != 2 or any(n % 4 for n in shape)):
+        if self.even_colours == 4 and (len(shape) != 2 or any(n % 2 for n in shape)):
             return 2
         return self.even_colours
 
