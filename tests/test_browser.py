@@ -165,6 +165,22 @@ def test_unit_4_in_jupyterlab_through_a_real_browser(tmp_path):
     check_unit_4(tmp_path, LabServer)
 
 
+@pytest.mark.slow
+def test_unit_11_runs_top_to_bottom_in_jupyterlab_through_a_real_browser(tmp_path):
+    """Unit 11 (the newest, with HMC chains, shipped tables and transfer) as a student meets it:
+    Run All in full mode, no error shown or saved. Its one training budget is cut by
+    ``LFTUTOR_TIME_SCALE``; its chains run at full length (about 3 minutes with nbconvert)."""
+    phases = check_run_all(tmp_path, LabServer, "11_scaling", time_scale=0.1, timeout=480)
+    source = nbformat.read(next((REPO / "solutions" / "11_scaling").glob("*.ipynb")), as_version=4)
+    code = [c.source for c in source.cells if c.cell_type == "code"]
+    figures = [i for i, text in enumerate(code) if "plt.subplots(" in text]
+    assert len(figures) >= 4, figures  # volume, effective mass, tau_int, transfer
+    blank = [i for i in figures if phases["images"][i] != 1]
+    assert not blank, f"code cells {blank} make a figure but show {[phases['images'][i] for i in blank]} images"
+    # the shipped E1-E5 table is shown, every ensemble in it
+    assert all(f"E{i}" in phases["text"] for i in range(1, 6)), phases["text"][-2000:]
+
+
 def _open(page: Page, lab: LabServer, relpath: str, n_code: int) -> None:
     """Open the notebook at ``relpath`` (under the server's root) and wait for its kernel."""
     page.driver.get(f"{lab.url}/lab/tree/{relpath}?token={lab.token}")
@@ -180,7 +196,9 @@ def check_run_all(tmp_path: Path, start_lab: LabFactory, unit: str, *, time_scal
     """A solved copy of ``unit``'s notebook in a server from ``start_lab``, opened in the browser:
     Run All with ``LFTUTOR_TIME_SCALE=time_scale``; every code cell ran (a numbered prompt), the
     setup cell says ``grading mode: False``, and the saved notebook holds no error output. Stops at
-    the first traceback shown (Run All stops there). Returns seconds since start per phase."""
+    the first traceback shown (Run All stops there). Returns seconds since start per phase, and ``images`` (the number
+    shown by each code cell) and ``text`` (every output's text). With ``LFTUTOR_BROWSER_SHOTS``
+    every figure is saved as the student sees it."""
     chromium, driver_path = _browser()
     source = next((REPO / "solutions" / unit).glob("*.ipynb"))
     work = tmp_path / "course"
@@ -212,6 +230,17 @@ def check_run_all(tmp_path: Path, start_lab: LabFactory, unit: str, *, time_scal
                 time.sleep(0.5)
             phases["run all done"] = time.monotonic() - start
             page.shot("finished")
+            if shots:  # every figure as the student sees it, for a person to look at
+                elements = page.css(".jp-Notebook .jp-Cell.jp-CodeCell")
+                for i, cell in enumerate(cells):
+                    if cell["imgs"]:
+                        # the figure is at the cell's bottom; let the page settle after scrolling
+                        driver.execute_script("arguments[0].scrollIntoView({block: 'end'})",
+                                              elements[i])
+                        time.sleep(0.5)
+                        page.shot(f"cell-{i}")
+            phases["images"] = [len(c["imgs"]) for c in cells]  # per code cell
+            phases["text"] = "\n".join(c["text"] for c in cells)
             assert "grading mode: False" in cells[0]["text"], cells[0]["text"]
             mtime = notebook.stat().st_mtime
             page.menu("File", "Save Notebook", "Save")
@@ -229,7 +258,8 @@ def check_run_all(tmp_path: Path, start_lab: LabFactory, unit: str, *, time_scal
         finally:
             driver.quit()
     phases["done"] = time.monotonic() - start
-    print(f"{unit}: seconds since start: " + ", ".join(f"{k} {v:.0f}" for k, v in phases.items()))
+    print(f"{unit}: seconds since start: " + ", ".join(
+        f"{k} {v:.0f}" for k, v in phases.items() if isinstance(v, float)))
     return phases
 
 
