@@ -176,7 +176,8 @@ def test_unit_11_runs_top_to_bottom_in_jupyterlab_through_a_real_browser(tmp_pat
     figures = [i for i, text in enumerate(code) if "plt.subplots(" in text]
     assert len(figures) >= 4, figures  # volume, effective mass, tau_int, transfer
     blank = [i for i in figures if phases["images"][i] != 1]
-    assert not blank, f"code cells {blank} make a figure but show {[phases['images'][i] for i in blank]} images"
+    shown = [phases["images"][i] for i in blank]
+    assert not blank, f"code cells {blank} make a figure but show {shown} images"
     # the shipped E1-E5 table is shown, every ensemble in it
     assert all(f"E{i}" in phases["text"] for i in range(1, 6)), phases["text"][-2000:]
 
@@ -196,9 +197,9 @@ def check_run_all(tmp_path: Path, start_lab: LabFactory, unit: str, *, time_scal
     """A solved copy of ``unit``'s notebook in a server from ``start_lab``, opened in the browser:
     Run All with ``LFTUTOR_TIME_SCALE=time_scale``; every code cell ran (a numbered prompt), the
     setup cell says ``grading mode: False``, and the saved notebook holds no error output. Stops at
-    the first traceback shown (Run All stops there). Returns seconds since start per phase, and ``images`` (the number
-    shown by each code cell) and ``text`` (every output's text). With ``LFTUTOR_BROWSER_SHOTS``
-    every figure is saved as the student sees it."""
+    the first traceback shown (Run All stops there). Returns seconds since start per phase, and
+    ``images`` (the number shown by each code cell) and ``text`` (every output's text). With
+    ``LFTUTOR_BROWSER_SHOTS`` every figure is saved as the student sees it."""
     chromium, driver_path = _browser()
     source = next((REPO / "solutions" / unit).glob("*.ipynb"))
     work = tmp_path / "course"
