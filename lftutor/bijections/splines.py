@@ -30,9 +30,8 @@ from lftutor._checks import check_lattice_shape, check_positive_int
 from lftutor.bijections.base import Bijection
 
 __all__ = ["DEFAULT_MIN_BIN", "DEFAULT_MIN_DERIVATIVE", "EVEN_COLOUR_OFFSETS", "SplineCoupling",
-           "ZeroModeSpline",
-           "make_even_colour_masks", "make_phi4_spline_layers", "make_sublattice_masks",
-           "rational_quadratic_spline", "spline_bins"]
+           "ZeroModeSpline", "make_even_colour_masks", "make_phi4_spline_layers",
+           "make_sublattice_masks", "rational_quadratic_spline", "spline_bins"]
 
 DEFAULT_MIN_BIN = 1e-3
 DEFAULT_MIN_DERIVATIVE = 1e-3

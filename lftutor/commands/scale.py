@@ -99,7 +99,7 @@ def scale_phi4(args) -> dict:
             "rows": rows if args.json else f"{len(rows)} (--json for every column)"}
 
 
-def _row(name: str, hmc: dict, trained: dict, flow: dict, clock: str = "wall") -> dict:
+def _row(name: str, hmc: dict, trained: dict, flow: dict, clock: str) -> dict:
     """One ensemble's line: physics from both chains, their autocorrelation and cost (seconds of
     ``clock``: wall time, or this process's CPU time, which other jobs on the machine do not
     inflate; training is measured by the same clock)."""
